@@ -1,0 +1,151 @@
+"""LadybugDB (the maintained fork of Kùzu): the embedded default, in-process Cypher over a disk store.
+
+Bulk loads use `COPY FROM` an Arrow table, which LadybugDB ingests column-wise; `COPY`
+cannot merge, so loads first diff against what is stored and copy only what is new.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
+
+from .readonly import ReadOnlyError
+from .schema import CONCEPT, CONCEPT_PROPERTIES, RELATIONSHIP_KEY, RELATIONSHIP_PROPERTIES, RELATIONSHIP_TYPES
+from .store import GraphStore, PathStep, TableLoad
+
+UPDATE_BATCH = 10_000
+
+
+def _plain(value: Any) -> Any:
+    """Nodes, relationships and paths as dicts without LadybugDB's internal `_ID`/`_SRC` fields."""
+    if isinstance(value, dict):
+        if "_NODES" in value:
+            return {"nodes": [_plain(n) for n in value["_NODES"]], "relationships": [_plain(r) for r in value["_RELS"]]}
+        plain = {k: _plain(v) for k, v in value.items() if not k.startswith("_")}
+        if "_SRC" in value:
+            plain["type"] = value["_LABEL"]
+        return plain
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class EmbeddedStore(GraphStore):
+    type_function = "label"
+
+    def __init__(self, path: str | Path, read_only: bool = True):
+        import ladybug
+
+        self.location = Path(path).expanduser()
+        self.uri = f"embedded://{self.location}"
+        self.read_only = read_only
+        if read_only and not self.location.exists():
+            raise FileNotFoundError(f"no graph database at {self.location}; load one first with `medkg kg load DIR`")
+        self.location.parent.mkdir(parents=True, exist_ok=True)
+        self._db = ladybug.Database(str(self.location), read_only=read_only)
+        self._conn = ladybug.Connection(self._db)
+
+    def close(self) -> None:
+        self._conn.close()
+        self._db.close()
+
+    def _run(self, cypher: str, params: dict[str, Any] | None = None, write: bool = False) -> list[dict[str, Any]]:
+        try:
+            result = self._conn.execute(cypher, params or {})
+        except RuntimeError as error:
+            if "read-only" in str(error):
+                raise ReadOnlyError(f"refused: {self.uri} is opened read-only ({error}). Nothing was changed.") from error
+            raise
+        columns = result.get_column_names()
+        rows = []
+        while result.has_next():
+            rows.append({c: _plain(v) for c, v in zip(columns, result.get_next())})
+        return rows
+
+    def _arrow(self, cypher: str) -> pa.Table:
+        return self._conn.execute(cypher).get_as_arrow()
+
+    def ensure_schema(self) -> None:
+        props = ", ".join(f"`{p}` {t}" for p, t in CONCEPT_PROPERTIES.items() if p != "id")
+        self._run(f"CREATE NODE TABLE IF NOT EXISTS {CONCEPT}(id STRING PRIMARY KEY, {props})")
+        rel_props = ", ".join(f"{p} {t}" for p, t in RELATIONSHIP_PROPERTIES.items())
+        for rel_type in RELATIONSHIP_TYPES:
+            self._run(f"CREATE REL TABLE IF NOT EXISTS {rel_type}(FROM {CONCEPT} TO {CONCEPT}, {rel_props})")
+
+    def _load_concepts(self, table: pa.Table, bar: tqdm) -> TableLoad:
+        columns = ", ".join(f"c.`{p}` AS `{p}`" for p in CONCEPT_PROPERTIES)
+        stored = self._arrow(f"MATCH (c:{CONCEPT}) RETURN {columns}")
+        new, changed, unchanged = _diff(table, stored, ["id"])
+        if new.num_rows:
+            self._run(f"COPY {CONCEPT} FROM $rows", {"rows": new})
+        assignments = ", ".join(f"c.`{p}` = row.`{p}`" for p in CONCEPT_PROPERTIES if p != "id")
+        self._update(f"UNWIND $rows AS row MATCH (c:{CONCEPT} {{id: row.id}}) SET {assignments}", changed)
+        bar.update(table.num_rows)
+        return TableLoad(new.num_rows, changed.num_rows, unchanged)
+
+    def _load_relationships(self, rel_type: str, table: pa.Table, bar: tqdm) -> TableLoad:
+        props = ", ".join(f"r.{p} AS {p}" for p in RELATIONSHIP_PROPERTIES)
+        stored = self._arrow(f"MATCH (a:{CONCEPT})-[r:{rel_type}]->(b:{CONCEPT}) RETURN a.id AS `from`, b.id AS `to`, {props}")
+        new, changed, unchanged = _diff(table, stored, list(RELATIONSHIP_KEY))
+        if new.num_rows:
+            self._run(f"COPY {rel_type} FROM $rows", {"rows": new})
+        self._update(
+            f"UNWIND $rows AS row MATCH (a:{CONCEPT} {{id: row.`from`}})-[r:{rel_type}]->(b:{CONCEPT} {{id: row.`to`}}) "
+            f"WHERE r.rela = row.rela AND r.source = row.source SET r.rel = row.rel, r.support = row.support",
+            changed,
+        )
+        bar.update(table.num_rows)
+        return TableLoad(new.num_rows, changed.num_rows, unchanged)
+
+    def _update(self, cypher: str, rows: pa.Table) -> None:
+        for start in range(0, rows.num_rows, UPDATE_BATCH):
+            self._run(cypher, {"rows": rows.slice(start, UPDATE_BATCH).to_pylist()})
+
+    def _shortest_path(self, a: str, b: str, max_depth: int) -> list[PathStep]:
+        result = self._conn.execute(
+            f"MATCH p = (a:{CONCEPT} {{id: $a}})-[* SHORTEST 1..{int(max_depth)}]-(b:{CONCEPT} {{id: $b}}) RETURN p",
+            {"a": a, "b": b},
+        )
+        if not result.has_next():
+            return []
+        path = result.get_next()[0]
+        return _steps(path["_NODES"], path["_RELS"])
+
+
+def _steps(nodes: list[dict], rels: list[dict]) -> list[PathStep]:
+    steps = []
+    for i, node in enumerate(nodes):
+        if i == len(rels):
+            steps.append(PathStep(node["id"], node["name"], None, None))
+            break
+        rel = rels[i]
+        forward = rel["_SRC"] == node["_ID"]
+        steps.append(PathStep(node["id"], node["name"], rel["_LABEL"], "out" if forward else "in"))
+    return steps
+
+
+def _fingerprint(table: pa.Table, columns: list[str]) -> pa.Array:
+    """One string per row over the given columns, for set membership tests (lists are not join keys)."""
+    parts = []
+    for name in columns:
+        column = table.column(name)
+        if pa.types.is_list(column.type):
+            column = pc.binary_join(column, "\x1f")
+        parts.append(pc.fill_null(pc.cast(column, pa.string()), "\x00"))
+    return pc.binary_join_element_wise(*parts, "\x1e")
+
+
+def _diff(incoming: pa.Table, stored: pa.Table, key: list[str]) -> tuple[pa.Table, pa.Table, int]:
+    """Split incoming rows into (new, changed, number unchanged) against the stored rows."""
+    if stored.num_rows == 0:
+        return incoming, incoming.slice(0, 0), 0
+    stored = stored.select(incoming.column_names).cast(incoming.schema)
+    is_stored = pc.is_in(_fingerprint(incoming, key), value_set=_fingerprint(stored, key))
+    is_same = pc.is_in(_fingerprint(incoming, incoming.column_names), value_set=_fingerprint(stored, stored.column_names))
+    new = incoming.filter(pc.invert(is_stored))
+    changed = incoming.filter(pc.and_(is_stored, pc.invert(is_same)))
+    return new, changed, pc.sum(is_same).as_py() or 0

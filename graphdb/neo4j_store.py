@@ -1,0 +1,140 @@
+"""Neo4j through the official driver: for graphs that outgrow one machine (clusters, Aura).
+
+Loads are `UNWIND $rows ... MERGE` in transactions of `BATCH` rows, so they are idempotent
+and each transaction stays small. Reads go through read sessions, which Neo4j itself
+refuses to write in.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from .schema import CONCEPT, CONCEPT_PROPERTIES, RELATIONSHIP_PROPERTIES
+from .store import GraphStore, PathStep, TableLoad
+
+BATCH = 10_000
+
+SCHEMA_STATEMENTS = (
+    f"CREATE CONSTRAINT concept_id IF NOT EXISTS FOR (c:{CONCEPT}) REQUIRE c.id IS UNIQUE",
+    f"CREATE INDEX concept_name IF NOT EXISTS FOR (c:{CONCEPT}) ON (c.name)",
+)
+_ASSIGN_CONCEPT = ", ".join(f"c.`{p}` = row.`{p}`" for p in CONCEPT_PROPERTIES if p != "id")
+LOAD_CONCEPTS = (
+    "UNWIND $rows AS row "
+    f"OPTIONAL MATCH (old:{CONCEPT} {{id: row.id}}) "
+    "WITH row, old IS NULL AS created, old IS NOT NULL AND properties(old) <> row AS changed "
+    f"MERGE (c:{CONCEPT} {{id: row.id}}) SET {_ASSIGN_CONCEPT} "
+    "RETURN sum(CASE WHEN created THEN 1 ELSE 0 END) AS added, sum(CASE WHEN changed THEN 1 ELSE 0 END) AS updated"
+)
+
+
+def load_relationships_statement(rel_type: str) -> str:
+    """`rel_type` comes from the schema's fixed list (types cannot be parameters)."""
+    return (
+        "UNWIND $rows AS row "
+        f"MATCH (a:{CONCEPT} {{id: row.`from`}}) MATCH (b:{CONCEPT} {{id: row.`to`}}) "
+        f"OPTIONAL MATCH (a)-[old:{rel_type} {{rela: row.rela, source: row.source}}]->(b) "
+        "WITH a, b, row, old IS NULL AS created, old IS NOT NULL AND (old.rel <> row.rel OR old.support <> row.support) AS changed "
+        f"MERGE (a)-[r:{rel_type} {{rela: row.rela, source: row.source}}]->(b) SET r.rel = row.rel, r.support = row.support "
+        "RETURN sum(CASE WHEN created THEN 1 ELSE 0 END) AS added, sum(CASE WHEN changed THEN 1 ELSE 0 END) AS updated"
+    )
+
+
+def shortest_path_statement(max_depth: int) -> str:
+    return (
+        f"MATCH p = shortestPath((a:{CONCEPT} {{id: $a}})-[*..{int(max_depth)}]-(b:{CONCEPT} {{id: $b}})) "
+        "RETURN [n IN nodes(p) | n {.id, .name}] AS nodes, "
+        "[r IN relationships(p) | {type: type(r), start: startNode(r).id}] AS rels"
+    )
+
+
+def _plain(value: Any) -> Any:
+    from neo4j.graph import Node, Path, Relationship
+
+    if isinstance(value, Node):
+        return dict(value)
+    if isinstance(value, Relationship):
+        return {"type": value.type, **dict(value)}
+    if isinstance(value, Path):
+        return {"nodes": [dict(n) for n in value.nodes], "relationships": [_plain(r) for r in value.relationships]}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class Neo4jStore(GraphStore):
+    def __init__(self, driver: Any, uri: str, database: str | None = None, read_only: bool = True):
+        self._driver = driver
+        self.uri = uri
+        self.database = database
+        self.read_only = read_only
+
+    @classmethod
+    def from_environment(cls, uri: str, read_only: bool = True) -> Neo4jStore:
+        """Credentials come from NEO4J_USER / NEO4J_PASSWORD; the database from the URI path or NEO4J_DATABASE."""
+        import neo4j
+
+        parts = urlsplit(uri)
+        database = parts.path.strip("/") or os.environ.get("NEO4J_DATABASE") or None
+        address = urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], "", "", ""))
+        user, password = os.environ.get("NEO4J_USER", "neo4j"), os.environ.get("NEO4J_PASSWORD")
+        if password is None:
+            raise PermissionError(f"set NEO4J_PASSWORD (and NEO4J_USER, default 'neo4j') to connect to {address}")
+        driver = neo4j.GraphDatabase.driver(address, auth=(user, password))
+        return cls(driver, address + (f"/{database}" if database else ""), database, read_only)
+
+    def close(self) -> None:
+        self._driver.close()
+
+    def _run(self, cypher: str, params: dict[str, Any] | None = None, write: bool = False) -> list[dict[str, Any]]:
+        import neo4j
+
+        def work(tx: Any) -> list[dict[str, Any]]:
+            result = tx.run(cypher, params or {})
+            return [{k: _plain(v) for k, v in record.items()} for record in result]
+
+        mode = neo4j.WRITE_ACCESS if write else neo4j.READ_ACCESS
+        with self._driver.session(database=self.database, default_access_mode=mode) as session:
+            return session.execute_write(work) if write else session.execute_read(work)
+
+    def ensure_schema(self) -> None:
+        for statement in SCHEMA_STATEMENTS:
+            self._run(statement, write=True)
+
+    def _batched(self, cypher: str, table: pa.Table, bar: tqdm) -> TableLoad:
+        load = TableLoad()
+        for start in range(0, table.num_rows, BATCH):
+            batch = table.slice(start, BATCH)
+            row = self._run(cypher, {"rows": batch.to_pylist()}, write=True)[0]
+            load.added += row["added"]
+            load.updated += row["updated"]
+            bar.update(batch.num_rows)
+        load.unchanged = table.num_rows - load.added - load.updated
+        return load
+
+    def _load_concepts(self, table: pa.Table, bar: tqdm) -> TableLoad:
+        return self._batched(LOAD_CONCEPTS, table, bar)
+
+    def _load_relationships(self, rel_type: str, table: pa.Table, bar: tqdm) -> TableLoad:
+        return self._batched(load_relationships_statement(rel_type), table, bar)
+
+    def _shortest_path(self, a: str, b: str, max_depth: int) -> list[PathStep]:
+        rows = self._run(shortest_path_statement(max_depth), {"a": a, "b": b})
+        if not rows:
+            return []
+        nodes, rels = rows[0]["nodes"], rows[0]["rels"]
+        steps = []
+        for i, node in enumerate(nodes):
+            if i < len(rels):
+                direction = "out" if rels[i]["start"] == node["id"] else "in"
+                steps.append(PathStep(node["id"], node["name"], rels[i]["type"], direction))
+            else:
+                steps.append(PathStep(node["id"], node["name"], None, None))
+        return steps

@@ -1,0 +1,32 @@
+"""The logical schema both backends share; each backend turns it into its own DDL."""
+
+from __future__ import annotations
+
+from kg.relations import RELATION_TYPES
+
+CONCEPT = "Concept"
+# Property -> LadybugDB type; Neo4j stores the same values schema-free.
+CONCEPT_PROPERTIES: dict[str, str] = {
+    "id": "STRING",
+    "name": "STRING",
+    "synonyms": "STRING[]",
+    "semantic_types": "STRING[]",
+    "group": "STRING",
+    "definition": "STRING",
+    "sources": "STRING[]",
+}
+RELATIONSHIP_TYPES: tuple[str, ...] = RELATION_TYPES
+RELATIONSHIP_PROPERTIES: dict[str, str] = {"rel": "STRING", "rela": "STRING", "source": "STRING", "support": "INT64"}
+# A relationship is the same relationship when these match; loads merge on them.
+RELATIONSHIP_KEY = ("from", "to", "rela", "source")
+
+
+def check_relationship_types(types: list[str] | None) -> list[str]:
+    """Relationship types go into Cypher text (types cannot be parameters), so only known ones pass."""
+    if not types:
+        return list(RELATIONSHIP_TYPES)
+    wanted = [t.upper() for t in types]
+    unknown = [t for t in wanted if t not in RELATIONSHIP_TYPES]
+    if unknown:
+        raise ValueError(f"unknown relationship type(s) {', '.join(unknown)}; choose from {', '.join(RELATIONSHIP_TYPES)}")
+    return wanted

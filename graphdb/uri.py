@@ -1,0 +1,34 @@
+"""Which graph database to open: `--graph URI`, else `$MEDKG_GRAPH`, else the embedded default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+from .store import GraphStore
+
+NEO4J_SCHEMES = ("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://", "neo4j+ssc://")
+
+
+def medkg_home() -> Path:
+    """Where medkg keeps its data: `$MEDKG_HOME`, else the user's data directory."""
+    return Path(os.environ.get("MEDKG_HOME") or user_data_dir("medkg")).expanduser()
+
+
+def default_graph_uri() -> str:
+    return os.environ.get("MEDKG_GRAPH") or f"embedded://{medkg_home() / 'graph'}"
+
+
+def open_store(uri: str | None = None, read_only: bool = True) -> GraphStore:
+    uri = uri or default_graph_uri()
+    if uri.startswith("embedded://"):
+        from .embedded import EmbeddedStore
+
+        return EmbeddedStore(uri.removeprefix("embedded://"), read_only=read_only)
+    if uri.startswith(NEO4J_SCHEMES):
+        from .neo4j_store import Neo4jStore
+
+        return Neo4jStore.from_environment(uri, read_only=read_only)
+    raise ValueError(f"unknown graph URI {uri!r}: use embedded://PATH or a Neo4j URI ({', '.join(NEO4J_SCHEMES)})")

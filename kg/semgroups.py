@@ -1,0 +1,41 @@
+"""UMLS semantic types (TUI) and the 15 semantic groups of McCray et al. (SemGroups.txt)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from collections.abc import Iterable
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticType:
+    tui: str
+    name: str
+    group: str  # abbreviation: ANAT, DISO, PROC, ...
+    group_name: str
+
+
+def read_semgroups(path: Path) -> dict[str, SemanticType]:
+    """TUI -> SemanticType from lines `GROUP|Group name|TUI|Type name`."""
+    types: dict[str, SemanticType] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\r\n").split("|")
+            if len(parts) != 4:
+                raise ValueError(f"{path}:{number}: expected GROUP|Group name|TUI|Type name, got {line.strip()!r}")
+            group, group_name, tui, name = parts
+            types[tui] = SemanticType(tui, name, group, group_name)
+    return types
+
+
+def resolve_groups(types: dict[str, SemanticType], groups: Iterable[str]) -> set[str]:
+    """TUIs of the named groups (abbreviation or full name, any case)."""
+    wanted = {g.lower() for g in groups}
+    known = {t.group.lower() for t in types.values()} | {t.group_name.lower() for t in types.values()}
+    unknown = wanted - known
+    if unknown:
+        choices = ", ".join(sorted({t.group for t in types.values()}))
+        raise ValueError(f"unknown semantic group(s) {', '.join(sorted(unknown))}; choose from {choices}")
+    return {t.tui for t in types.values() if t.group.lower() in wanted or t.group_name.lower() in wanted}

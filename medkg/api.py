@@ -1,0 +1,89 @@
+"""The Python API behind each `medkg kg` command; the CLI only parses arguments and prints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from graphdb.neo4j_admin import export_neo4j_admin
+from graphdb.store import LoadSummary, Neighbor, PathStep
+from graphdb.uri import open_store
+from kg.graph import KnowledgeGraph, read_graph
+from kg.lookup import Hit
+from kg.open_graph import SEMGROUPS_FILE, BuildSummary, build_open_graph
+from kg.problems import ProblemLog
+from kg.semgroups import read_semgroups
+from kg.umls import SubsetSummary, UMLSFilter, subset_umls
+
+
+def default_data_dir() -> Path:
+    """`$MEDKG_DATA_DIR`, else `../shared/data` beside the working directory (the project layout)."""
+    return Path(os.environ.get("MEDKG_DATA_DIR") or "../shared/data")
+
+
+def semgroups_path(data_dir: Path | None = None) -> Path:
+    path = Path(data_dir or default_data_dir()) / SEMGROUPS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"semantic groups file is missing: {path} (set --data-dir or MEDKG_DATA_DIR)")
+    return path
+
+
+def build_graph(
+    out: Path, source: str = "open", data_dir: Path | None = None, umls_dir: Path | None = None,
+    flt: UMLSFilter | None = None, problems: ProblemLog | None = None, progress: bool = True,
+) -> BuildSummary | SubsetSummary:
+    """Write the four RRF tables of the open radiology graph or of a UMLS subset to `out`."""
+    problems = problems if problems is not None else ProblemLog()
+    data_dir = Path(data_dir or default_data_dir())
+    if source == "open":
+        return build_open_graph(data_dir, out, problems, progress)
+    if source == "umls":
+        if umls_dir is None:
+            raise ValueError("--umls-dir META is required with --source umls")
+        types = read_semgroups(semgroups_path(data_dir))
+        return subset_umls(umls_dir, out, flt or UMLSFilter(), types, problems, progress)
+    raise ValueError(f"unknown source {source!r}: use 'open' or 'umls'")
+
+
+def read_kg(rrf_dir: Path, problems: ProblemLog | None = None, data_dir: Path | None = None) -> KnowledgeGraph:
+    path = Path(data_dir or default_data_dir()) / SEMGROUPS_FILE
+    types = read_semgroups(path) if path.exists() else None
+    return read_graph(rrf_dir, problems if problems is not None else ProblemLog(), types)
+
+
+def load_graph(rrf_dir: Path, graph: str | None = None, problems: ProblemLog | None = None, progress: bool = True) -> LoadSummary:
+    kg = read_kg(rrf_dir, problems)
+    with open_store(graph, read_only=False) as store:
+        return store.load(kg, progress=progress)
+
+
+def lookup(text: str, limit: int = 10, graph: str | None = None) -> list[Hit]:
+    with open_store(graph) as store:
+        return store.lookup(text, limit)
+
+
+def neighbors(concept_id: str, depth: int = 1, rel_types: list[str] | None = None, graph: str | None = None, limit: int = 500) -> list[Neighbor]:
+    with open_store(graph) as store:
+        return store.neighbors(concept_id, depth, rel_types, limit)
+
+
+def path(a: str, b: str, max_depth: int = 6, graph: str | None = None) -> list[PathStep]:
+    with open_store(graph) as store:
+        return store.path(a, b, max_depth)
+
+
+def query(cypher: str, params: dict[str, Any] | None = None, write: bool = False, graph: str | None = None) -> list[dict[str, Any]]:
+    with open_store(graph, read_only=not write) as store:
+        return store.query(cypher, params, write=write)
+
+
+def counts(graph: str | None = None) -> dict[str, int]:
+    with open_store(graph) as store:
+        return store.counts()
+
+
+def export(rrf_dir: Path, out: Path, fmt: str = "neo4j-admin") -> dict[str, int]:
+    if fmt != "neo4j-admin":
+        raise ValueError(f"unknown export format {fmt!r}: only 'neo4j-admin' is supported")
+    return export_neo4j_admin(read_kg(rrf_dir), out)
