@@ -155,6 +155,7 @@ class RRFWriter:
         self.out_dir = Path(out_dir)
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.", dir=self.out_dir.parent))
+        self._tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary directory
         self._handles = {name: open(table_path(self._tmp, name), "w", encoding="utf-8", newline="\n") for name in TABLES}
         self.counts = dict.fromkeys(TABLES, 0)
 

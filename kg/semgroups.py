@@ -32,9 +32,10 @@ def read_semgroups(path: Path) -> dict[str, SemanticType]:
 
 def resolve_groups(types: dict[str, SemanticType], groups: Iterable[str]) -> set[str]:
     """TUIs of the named groups (abbreviation or full name, any case)."""
+    groups = list(groups)
     wanted = {g.lower() for g in groups}
     known = {t.group.lower() for t in types.values()} | {t.group_name.lower() for t in types.values()}
-    unknown = wanted - known
+    unknown = [g for g in groups if g.lower() not in known]
     if unknown:
         choices = ", ".join(sorted({t.group for t in types.values()}))
         raise ValueError(f"unknown semantic group(s) {', '.join(sorted(unknown))}; choose from {choices}")

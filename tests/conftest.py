@@ -15,3 +15,34 @@ def data_dir() -> Path:
     """The real data folder; a missing one fails the test rather than skipping it."""
     assert DATA_DIR.is_dir(), f"real data folder not found: {DATA_DIR} (set MEDKG_DATA_DIR)"
     return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def open_kg_dir(data_dir, tmp_path_factory) -> Path:
+    """The open radiology graph built once per test session, as RRF."""
+    from kg.open_graph import build_open_graph
+    from kg.problems import ProblemLog
+
+    out = tmp_path_factory.mktemp("open") / "open-kg"
+    build_open_graph(data_dir, out, ProblemLog(), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def open_kg(open_kg_dir, data_dir):
+    from kg.graph import read_graph
+    from kg.problems import ProblemLog
+    from kg.semgroups import read_semgroups
+
+    return read_graph(open_kg_dir, ProblemLog(), read_semgroups(data_dir / "vocab" / "umls" / "SemGroups.txt"))
+
+
+@pytest.fixture(scope="session")
+def open_graph_uri(open_kg, tmp_path_factory) -> str:
+    """An embedded database holding the open graph, loaded once per session."""
+    from graphdb.embedded import EmbeddedStore
+
+    path = tmp_path_factory.mktemp("db") / "graph"
+    with EmbeddedStore(path, read_only=False) as store:
+        store.load(open_kg, progress=False)
+    return f"embedded://{path}"
