@@ -6,12 +6,17 @@ cannot merge, so loads first diff against what is stored and copy only what is n
 
 from __future__ import annotations
 
+import os
+import pickle
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
+
+from kg.lookup import NameIndex
 
 from .readonly import ReadOnlyError
 from .schema import CONCEPT, CONCEPT_PROPERTIES, RELATIONSHIP_KEY, RELATIONSHIP_PROPERTIES, RELATIONSHIP_TYPES
@@ -65,6 +70,25 @@ class EmbeddedStore(GraphStore):
         while result.has_next():
             rows.append({c: _plain(v) for c, v in zip(columns, result.get_next())})
         return rows
+
+    def name_index(self) -> NameIndex:
+        """Cached beside the database file; any write to the database changes its stamp and the cache is rebuilt."""
+        cache = self.location.with_name(self.location.name + ".names.pkl")
+        stamp = [(p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in (self.location, self.location.with_name(self.location.name + ".wal")) if p.exists()]
+        if cache.exists():
+            with open(cache, "rb") as handle:
+                cached_stamp, index = pickle.load(handle)
+            if cached_stamp == stamp:
+                return index
+        index = super().name_index()
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", dir=cache.parent)
+            with os.fdopen(fd, "wb") as handle:
+                pickle.dump((stamp, index), handle, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, cache)
+        except OSError:  # a read-only location only loses the speed-up
+            pass
+        return index
 
     def _arrow(self, cypher: str) -> pa.Table:
         return self._conn.execute(cypher).get_as_arrow()

@@ -66,8 +66,9 @@ def test_query_params_and_read_only_refusal(graph, capsys):
     assert "pass --write" in capsys.readouterr().err
     assert run_json(capsys, "kg", "info")[0] == {"table": "Concept", "count": 5}
 
+    assert run_json(capsys, "kg", "lookup", "heart")[0]["name"] == "Heart"  # fills the look-up cache
     assert main(["kg", "query", "MATCH (c:Concept {id: $id}) SET c.name = $name", "--param", "id=C0018787", "--param", "name=Cor", "--write"]) == 0
-    assert run_json(capsys, "kg", "lookup", "cor")[0]["id"] == "C0018787"
+    assert run_json(capsys, "kg", "lookup", "cor")[0] == {"id": "C0018787", "name": "Cor", "score": 100.0, "matched": "Cor"}
 
 
 def test_errors_are_clear_and_name_what_is_wrong(graph, capsys, tmp_path):
