@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
@@ -65,38 +66,45 @@ class PathStep:
     direction: str | None
 
 
+_ARROW_TYPES = {"STRING": pa.string(), "STRING[]": pa.list_(pa.string()), "INT64": pa.int64()}
+CONCEPT_SCHEMA = pa.schema([(p, _ARROW_TYPES[t]) for p, t in CONCEPT_PROPERTIES.items()])
+RELATIONSHIP_SCHEMA = pa.schema([("from", pa.string()), ("to", pa.string())] + [(p, _ARROW_TYPES[t]) for p, t in RELATIONSHIP_PROPERTIES.items()])
+
+
+_concept_values = itemgetter(*CONCEPT_PROPERTIES)
+_relationship_values = itemgetter(*RELATIONSHIP_PROPERTIES)
+
+
+def _columns(rows: list[tuple], schema: pa.Schema) -> pa.Table:
+    columns = list(zip(*rows)) if rows else [()] * len(schema)
+    return pa.table([pa.array(c, f.type) for c, f in zip(columns, schema)], schema=schema)
+
+
 def concept_table(kg: KnowledgeGraph, rejected: list[tuple[str, str]]) -> pa.Table:
-    rows: dict[str, list[Any]] = {p: [] for p in CONCEPT_PROPERTIES}
-    for concept in kg.concepts():
-        if not concept.id.strip() or not concept.name.strip():
-            rejected.append((f"concept {concept.id!r}", "empty id or name"))
+    """Concepts as one Arrow table; reads networkx's attribute dicts directly, as this runs per row."""
+    rows = []
+    for cid, attrs in kg.graph.nodes(data=True):
+        if not cid.strip() or not attrs["name"].strip():
+            rejected.append((f"concept {cid!r}", "empty id or name"))
             continue
-        for prop in CONCEPT_PROPERTIES:
-            rows[prop].append(getattr(concept, prop))
-    types = {"STRING": pa.string(), "STRING[]": pa.list_(pa.string()), "INT64": pa.int64()}
-    return pa.table({p: pa.array(v, types[CONCEPT_PROPERTIES[p]]) for p, v in rows.items()})
+        rows.append(_concept_values(attrs))
+    return _columns(rows, CONCEPT_SCHEMA)
 
 
 def relationship_tables(kg: KnowledgeGraph, rejected: list[tuple[str, str]], valid_ids: set[str]) -> dict[str, pa.Table]:
-    rows: dict[str, dict[str, list[Any]]] = {t: {"from": [], "to": [], **{p: [] for p in RELATIONSHIP_PROPERTIES}} for t in RELATIONSHIP_TYPES}
-    for r in kg.relations():
-        record = f"{r.head} -[{r.type}]-> {r.tail}"
-        if r.type not in rows:
-            rejected.append((record, "unknown relationship type"))
-        elif r.head not in valid_ids or r.tail not in valid_ids:
-            rejected.append((record, "endpoint concept rejected"))
-        elif r.support < 0:
-            rejected.append((record, "negative support"))
+    """One Arrow table per relationship type (`from`, `to`, properties), as COPY takes them."""
+    rows: dict[str, list[tuple]] = {t: [] for t in RELATIONSHIP_TYPES}
+    for head, tail, a in kg.graph.edges(data=True):
+        rtype = a["type"]
+        if rtype not in rows:
+            rejected.append((f"{head} -[{rtype}]-> {tail}", "unknown relationship type"))
+        elif head not in valid_ids or tail not in valid_ids:
+            rejected.append((f"{head} -[{rtype}]-> {tail}", "endpoint concept rejected"))
+        elif a["support"] < 0:
+            rejected.append((f"{head} -[{rtype}]-> {tail}", "negative support"))
         else:
-            columns = rows[r.type]
-            columns["from"].append(r.head)
-            columns["to"].append(r.tail)
-            for prop in RELATIONSHIP_PROPERTIES:
-                columns[prop].append(getattr(r, prop))
-    schema = pa.schema([("from", pa.string()), ("to", pa.string())] + [
-        (p, pa.int64() if t == "INT64" else pa.string()) for p, t in RELATIONSHIP_PROPERTIES.items()
-    ])
-    return {t: pa.table(c, schema=schema) for t, c in rows.items()}
+            rows[rtype].append((head, tail, *_relationship_values(a)))
+    return {t: _columns(r, RELATIONSHIP_SCHEMA) for t, r in rows.items()}
 
 
 class GraphStore(ABC):
