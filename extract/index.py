@@ -1,0 +1,147 @@
+"""The concept index that report matching runs on, built from any RRF directory.
+
+Two parts, cached together under `$MEDKG_HOME/extract-index/` and rebuilt only when the
+RRF files change: an exact dictionary (normalised term -> concept ids) for the fast path,
+and a QuickUMLS index (simstring) for approximate matches of words the dictionary lacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from tqdm import tqdm
+
+from kg.normalize import name_key
+from kg.problems import ProblemLog
+from kg.rrf import MRCONSO, MRSTY, read_table, table_path
+from kg.semgroups import SemanticType
+
+INDEX_VERSION = 1
+# Qualifiers, activities, organisations, places, organisms and genes are not report findings.
+EXCLUDED_GROUPS = frozenset({"CONC", "ACTI", "OCCU", "ORGA", "GEOG", "LIVB", "GENE"})
+# CheXpert mention lists are labeler triggers and word stems ("atelecta", "the heart"), not names.
+EXCLUDED_ATOMS = frozenset({("CHEXPERT", "SY")})
+SIMSTRING_DIR = "quickumls"
+
+
+def stopwords() -> frozenset[str]:
+    return frozenset(files("extract").joinpath("data/stopwords.txt").read_text(encoding="utf-8").split())
+
+
+@dataclass(frozen=True, slots=True)
+class ConceptInfo:
+    name: str
+    semantic_types: tuple[str, ...]
+    group: str
+
+
+@dataclass
+class ConceptIndex:
+    directory: Path
+    terms: dict[str, tuple[str, ...]]  # name_key -> concept ids, the concept whose preferred name it is first
+    concepts: dict[str, ConceptInfo]
+    vocabulary: frozenset[str]  # every normalised word of every term: words outside it may be misspelt
+    max_tokens: int
+
+    @property
+    def simstring_path(self) -> Path:
+        return self.directory / SIMSTRING_DIR
+
+    def resolve(self, name: str) -> str | None:
+        """The concept a name denotes, for rules and label sets written with names rather than ids."""
+        ids = self.terms.get(name_key(name))
+        return ids[0] if ids else None
+
+
+def fingerprint(rrf_dir: Path) -> dict[str, object]:
+    rrf_dir = Path(rrf_dir).resolve()
+    stats = {t: [table_path(rrf_dir, t).stat().st_size, table_path(rrf_dir, t).stat().st_mtime_ns] for t in ("MRCONSO", "MRSTY")}
+    return {"version": INDEX_VERSION, "rrf_dir": str(rrf_dir), "files": stats}
+
+
+def index_dir(rrf_dir: Path, home: Path) -> Path:
+    digest = hashlib.sha1(str(Path(rrf_dir).resolve()).encode()).hexdigest()[:12]
+    return home / "extract-index" / digest
+
+
+def ensure_index(rrf_dir: Path, home: Path, types: dict[str, SemanticType], rebuild: bool = False, progress: bool = True) -> tuple[ConceptIndex, bool]:
+    """The cached index for `rrf_dir`, building it when missing or stale; returns (index, built)."""
+    for table in ("MRCONSO", "MRSTY"):
+        if not table_path(rrf_dir, table).exists():
+            raise FileNotFoundError(f"not an RRF directory, missing: {table_path(rrf_dir, table)}")
+    target = index_dir(rrf_dir, home)
+    stamp = fingerprint(rrf_dir)
+    manifest = target / "index.json"
+    if not rebuild and manifest.exists() and json.loads(manifest.read_text()) == stamp:
+        return load_index(target), False
+    build_index(rrf_dir, target, types, stamp, progress)
+    return load_index(target), True
+
+
+def load_index(directory: Path) -> ConceptIndex:
+    with open(directory / "terms.pkl", "rb") as handle:
+        terms, concepts, vocabulary, max_tokens = pickle.load(handle)
+    return ConceptIndex(directory, terms, concepts, vocabulary, max_tokens)
+
+
+def build_index(rrf_dir: Path, target: Path, types: dict[str, SemanticType], stamp: dict[str, object], progress: bool = True) -> None:
+    from quickumls.toolbox import SimstringDBWriter
+    from unidecode import unidecode
+
+    problems = ProblemLog()
+    tuis: dict[str, list[str]] = {}
+    for _, row in read_table(table_path(rrf_dir, "MRSTY"), MRSTY, problems):
+        tuis.setdefault(row.CUI, []).append(row.TUI)
+    stop = stopwords()
+    concepts: dict[str, ConceptInfo] = {}
+    keyed: dict[str, list[tuple[bool, str]]] = {}
+    strings: set[str] = set()
+    rows = read_table(table_path(rrf_dir, "MRCONSO"), MRCONSO, problems)
+    for _, row in tqdm(rows, desc="indexing terms", unit=" terms", disable=not progress, mininterval=0.5):
+        if row.LAT != "ENG" or row.SUPPRESS in ("O", "E", "Y"):
+            continue
+        preferred = row.TS == "P" and row.STT == "PF" and row.ISPREF == "Y"
+        if preferred or row.CUI not in concepts:
+            types_of = tuple(tuis.get(row.CUI, ()))
+            group = types[types_of[0]].group if types_of and types_of[0] in types else ""
+            concepts[row.CUI] = ConceptInfo(row.STR, types_of, group)
+        if (row.SAB, row.TTY) in EXCLUDED_ATOMS:
+            continue
+        key = name_key(row.STR)
+        if not key or key in stop or (len(key) < 3 and " " not in key) or key.replace(" ", "").isdigit():
+            continue
+        keyed.setdefault(key, []).append((preferred, row.CUI))
+        strings.add(unidecode(row.STR.lower()))
+    terms: dict[str, tuple[str, ...]] = {}
+    for key, entries in keyed.items():
+        ids = [cui for preferred, cui in sorted(entries, key=lambda e: not e[0]) if concepts[cui].group and concepts[cui].group not in EXCLUDED_GROUPS]
+        if ids:
+            terms[key] = tuple(dict.fromkeys(ids))
+    vocabulary = frozenset(word for key in terms for word in key.split())
+    max_tokens = max(len(key.split()) for key in terms)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        (tmp / SIMSTRING_DIR).mkdir()
+        writer = SimstringDBWriter(str(tmp / SIMSTRING_DIR))
+        for string in tqdm(sorted(strings), desc="simstring index", unit=" terms", disable=not progress, mininterval=0.5):
+            writer.insert(string)
+        writer.db.close()
+        with open(tmp / "terms.pkl", "wb") as handle:
+            pickle.dump((terms, concepts, vocabulary, max_tokens), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        (tmp / "index.json").write_text(json.dumps(stamp))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

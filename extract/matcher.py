@@ -1,0 +1,144 @@
+"""Find concept mentions in a sentence: radiology phrase rules, then exact dictionary n-grams
+(longest first), then approximate QuickUMLS simstring look-ups for words the dictionary lacks.
+
+The exact path answers almost every mention from one dict look-up per n-gram; simstring,
+the expensive part of plain QuickUMLS, only runs around out-of-vocabulary words.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.resources import files
+
+from rapidfuzz import fuzz
+
+from kg.normalize import name_key, singular
+
+from .index import ConceptIndex, stopwords
+
+WORD = re.compile(r"[A-Za-z0-9]+")
+MASK = "xxxx"  # IU X-ray de-identification: never part of a term
+MAX_WINDOW = 8  # longest n-gram tried; longer index terms do not occur in report prose
+FUZZY_WINDOW = 3
+SIMSTRING_THRESHOLD = 0.4  # cheap (~0.3 ms a look-up) and catches transpositions: pnuemothorax
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    concept_id: str
+    start: int
+    end: int
+    similarity: float
+    assertion: str | None = None  # set by a phrase rule that decides it ("heart size is normal")
+    trigger: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PhraseRule:
+    pattern: re.Pattern[str]
+    concept_id: str
+    assertion: str | None
+
+
+def load_phrase_rules(index: ConceptIndex) -> list[PhraseRule]:
+    """Rules in extract/data/radiology_phrases.tsv name concepts; the index resolves the names."""
+    rules = []
+    text = files("extract").joinpath("data/radiology_phrases.tsv").read_text(encoding="utf-8")
+    for row in csv.DictReader(line for line in text.splitlines() if not line.startswith("#")):
+        concept_id = index.resolve(row["concept"])
+        if concept_id is not None:  # a graph without that concept simply has no such rule
+            rules.append(PhraseRule(re.compile(row["pattern"], re.I), concept_id, row["assertion"] or None))
+    return rules
+
+
+@lru_cache(maxsize=1 << 16)
+def _norm(word: str) -> str:
+    return singular(word.lower())
+
+
+class ConceptMatcher:
+    def __init__(self, index: ConceptIndex, threshold: float = 0.88, fuzzy: bool = True):
+        self.index = index
+        self.terms = index.terms
+        self.stop = stopwords()
+        self.rules = load_phrase_rules(index)
+        self.threshold = threshold
+        self._simstring = None
+        self.fuzzy = fuzzy
+
+    def _reader(self):
+        if self._simstring is None:
+            from quickumls.toolbox import SimstringDBReader
+
+            # simstring's trigram Jaccard only proposes candidates; the edit-distance ratio decides.
+            self._simstring = SimstringDBReader(str(self.index.simstring_path), "jaccard", SIMSTRING_THRESHOLD)
+        return self._simstring
+
+    def match(self, text: str, start: int = 0, end: int | None = None) -> list[Match]:
+        """Non-overlapping matches in text[start:end], in text order."""
+        end = len(text) if end is None else end
+        found: list[Match] = []
+        taken: list[tuple[int, int]] = []
+        for rule in self.rules:
+            for m in rule.pattern.finditer(text, start, end):
+                trigger = m.group("cue") if rule.assertion and "cue" in rule.pattern.groupindex else None
+                found.append(Match(rule.concept_id, m.start("term"), m.end("term"), 1.0, rule.assertion, trigger))
+                taken.append((m.start(), m.end()))
+        tokens = [(m.start(), m.end(), _norm(m.group())) for m in WORD.finditer(text, start, end)]
+        tokens = [t for t in tokens if not any(a <= t[0] < b for a, b in taken)] if taken else tokens
+        covered = self._exact(text, tokens, found)
+        if self.fuzzy:
+            self._approximate(text, tokens, covered, found)
+        found.sort(key=lambda m: m.start)
+        return found
+
+    def _exact(self, text: str, tokens: list[tuple[int, int, str]], found: list[Match]) -> list[bool]:
+        norms = [t[2] for t in tokens]
+        covered = [False] * len(tokens)
+        n, i = len(tokens), 0
+        while i < n:
+            if norms[i] in self.stop or norms[i] == MASK:
+                i += 1
+                continue
+            for length in range(min(MAX_WINDOW, n - i), 0, -1):
+                last = i + length - 1
+                if norms[last] in self.stop:
+                    continue
+                window = norms[i : i + length]
+                if MASK in window:
+                    continue
+                ids = self.terms.get(" ".join(window))
+                if ids:
+                    found.append(Match(ids[0], tokens[i][0], tokens[last][1], 1.0))
+                    covered[i : i + length] = [True] * length
+                    i += length
+                    break
+            else:
+                i += 1
+        return covered
+
+    def _approximate(self, text: str, tokens: list[tuple[int, int, str]], covered: list[bool], found: list[Match]) -> None:
+        """Misspellings: try windows around each word the index has never seen."""
+        vocabulary = self.index.vocabulary
+        for i, (_, _, norm) in enumerate(tokens):
+            if covered[i] or norm in vocabulary or norm in self.stop or norm == MASK or len(norm) < 4 or not norm.isalpha():
+                continue
+            best: tuple[float, int, int, str] | None = None
+            for lo in range(max(0, i - FUZZY_WINDOW + 1), i + 1):
+                for hi in range(i + 1, min(len(tokens), lo + FUZZY_WINDOW) + 1):
+                    if any(covered[lo:hi]) or tokens[lo][2] in self.stop or tokens[hi - 1][2] in self.stop:
+                        continue
+                    phrase = text[tokens[lo][0] : tokens[hi - 1][1]].lower()
+                    for candidate in self._reader().get(phrase):
+                        score = fuzz.ratio(phrase, candidate) / 100
+                        if score >= self.threshold and (best is None or score > best[0]):
+                            best = (score, lo, hi, candidate)
+            if best is not None:
+                score, lo, hi, candidate = best
+                ids = self.terms.get(name_key(candidate))
+                if ids:
+                    found.append(Match(ids[0], tokens[lo][0], tokens[hi - 1][1], round(score, 3)))
+                    covered[lo:hi] = [True] * (hi - lo)
