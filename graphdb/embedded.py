@@ -19,7 +19,10 @@ from tqdm import tqdm
 from kg.lookup import NameIndex
 
 from .readonly import ReadOnlyError
-from .schema import CONCEPT, CONCEPT_PROPERTIES, RELATIONSHIP_KEY, RELATIONSHIP_PROPERTIES, RELATIONSHIP_TYPES
+from .schema import (
+    CONCEPT, CONCEPT_PROPERTIES, MENTION_PROPERTIES, MENTIONS, RELATIONSHIP_KEY, RELATIONSHIP_PROPERTIES,
+    RELATIONSHIP_TYPES, REPORT, REPORT_PROPERTIES,
+)
 from .store import GraphStore, PathStep, TableLoad
 
 UPDATE_BATCH = 10_000
@@ -99,6 +102,10 @@ class EmbeddedStore(GraphStore):
         rel_props = ", ".join(f"{p} {t}" for p, t in RELATIONSHIP_PROPERTIES.items())
         for rel_type in RELATIONSHIP_TYPES:
             self._run(f"CREATE REL TABLE IF NOT EXISTS {rel_type}(FROM {CONCEPT} TO {CONCEPT}, {rel_props})")
+        report_props = ", ".join(f"{p} {t}" for p, t in REPORT_PROPERTIES.items() if p != "id")
+        self._run(f"CREATE NODE TABLE IF NOT EXISTS {REPORT}(id STRING PRIMARY KEY, {report_props})")
+        mention_props = ", ".join(f"{p} {t}" for p, t in MENTION_PROPERTIES.items())
+        self._run(f"CREATE REL TABLE IF NOT EXISTS {MENTIONS}(FROM {REPORT} TO {CONCEPT}, {mention_props})")
 
     def _load_concepts(self, table: pa.Table, bar: tqdm) -> TableLoad:
         columns = ", ".join(f"c.`{p}` AS `{p}`" for p in CONCEPT_PROPERTIES)

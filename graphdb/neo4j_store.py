@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow as pa
 from tqdm import tqdm
 
-from .schema import CONCEPT, CONCEPT_PROPERTIES, RELATIONSHIP_PROPERTIES
+from .schema import CONCEPT, CONCEPT_PROPERTIES, REPORT
 from .store import GraphStore, PathStep, TableLoad
 
 BATCH = 10_000
@@ -22,6 +22,7 @@ BATCH = 10_000
 SCHEMA_STATEMENTS = (
     f"CREATE CONSTRAINT concept_id IF NOT EXISTS FOR (c:{CONCEPT}) REQUIRE c.id IS UNIQUE",
     f"CREATE INDEX concept_name IF NOT EXISTS FOR (c:{CONCEPT}) ON (c.name)",
+    f"CREATE CONSTRAINT report_id IF NOT EXISTS FOR (r:{REPORT}) REQUIRE r.id IS UNIQUE",
 )
 _ASSIGN_CONCEPT = ", ".join(f"c.`{p}` = row.`{p}`" for p in CONCEPT_PROPERTIES if p != "id")
 LOAD_CONCEPTS = (

@@ -17,6 +17,11 @@ CONCEPT_PROPERTIES: dict[str, str] = {
 }
 RELATIONSHIP_TYPES: tuple[str, ...] = RELATION_TYPES
 RELATIONSHIP_PROPERTIES: dict[str, str] = {"rel": "STRING", "rela": "STRING", "source": "STRING", "support": "INT64"}
+# Reports linked by entity extraction: (:Report)-[:MENTIONS]->(:Concept).
+REPORT = "Report"
+REPORT_PROPERTIES: dict[str, str] = {"id": "STRING", "source": "STRING"}
+MENTIONS = "MENTIONS"
+MENTION_PROPERTIES: dict[str, str] = {"assertion": "STRING", "section": "STRING", "count": "INT64"}
 # A relationship is the same relationship when these match; loads merge on them.
 RELATIONSHIP_KEY = ("from", "to", "rela", "source")
 

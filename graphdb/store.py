@@ -17,7 +17,19 @@ from kg.graph import KnowledgeGraph
 from kg.lookup import Hit, NameIndex
 
 from .readonly import ReadOnlyError, refuse_writes
-from .schema import CONCEPT_PROPERTIES, RELATIONSHIP_PROPERTIES, RELATIONSHIP_TYPES, check_relationship_types
+from .schema import CONCEPT, CONCEPT_PROPERTIES, MENTIONS, REPORT, RELATIONSHIP_PROPERTIES, RELATIONSHIP_TYPES, check_relationship_types
+
+LINK_BATCH = 10_000
+# Both dialects accept these; a mention is one relationship per (report, concept, assertion, section).
+# Values are bound with WITH before MERGE and endpoints matched in separate clauses: LadybugDB
+# plans `MERGE (r {id: row.report})` and comma-joined MATCH patterns 20-1000x slower.
+MERGE_REPORTS = f"UNWIND $rows AS row WITH row.report AS id, row.source AS source MERGE (r:{REPORT} {{id: id}}) SET r.source = source"
+MERGE_MENTIONS = (
+    "UNWIND $rows AS row WITH row.report AS report, row.concept AS concept, row.assertion AS assertion, "
+    "row.section AS section, row.count AS count "
+    f"MATCH (r:{REPORT} {{id: report}}) MATCH (c:{CONCEPT} {{id: concept}}) "
+    f"MERGE (r)-[m:{MENTIONS} {{assertion: assertion, section: section}}]->(c) SET m.count = count"
+)
 
 _CUI_OR_CODE = re.compile(r"^(C\d{7}|[A-Z][A-Z0-9_]*:\S+)$")
 
@@ -165,6 +177,18 @@ class GraphStore(ABC):
                 if table.num_rows:
                     summary.tables[rel_type] = self._load_relationships(rel_type, table, bar)
         return summary
+
+    def link_mentions(self, rows: list[dict[str, Any]]) -> int:
+        """Merge `(:Report)-[:MENTIONS {assertion, section, count}]->(:Concept)`; rows name report, source,
+        concept, assertion, section and count. Linking the same reports twice changes nothing."""
+        if self.read_only:
+            raise ReadOnlyError(f"{self.uri} is opened read-only; cannot link reports")
+        self.ensure_schema()
+        for start in range(0, len(rows), LINK_BATCH):
+            batch = rows[start : start + LINK_BATCH]
+            self._run(MERGE_REPORTS, {"rows": batch}, write=True)
+            self._run(MERGE_MENTIONS, {"rows": batch}, write=True)
+        return len(rows)
 
     def counts(self) -> dict[str, int]:
         counts = {"Concept": self._run("MATCH (c:Concept) RETURN count(c) AS n")[0]["n"]}
