@@ -6,9 +6,7 @@ cannot merge, so loads first diff against what is stored and copy only what is n
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from kg.atomic import atomic_open
 from kg.lookup import NameIndex
 
 from .readonly import ReadOnlyError
@@ -85,10 +84,8 @@ class EmbeddedStore(GraphStore):
                 return index
         index = super().name_index()
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", dir=cache.parent)
-            with os.fdopen(fd, "wb") as handle:
+            with atomic_open(cache, "wb") as handle:
                 pickle.dump((stamp, index), handle, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, cache)
         except OSError:  # a read-only location only loses the speed-up
             pass
         return index

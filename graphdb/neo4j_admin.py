@@ -8,10 +8,9 @@ Manual, "Import" (`:ID`, `:LABEL`, `:START_ID`, `:END_ID`, `:TYPE`, `name:type[]
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 
+from kg.atomic import atomic_open
 from kg.graph import KnowledgeGraph
 
 from .schema import CONCEPT
@@ -27,20 +26,14 @@ def import_command(database: str = "neo4j") -> str:
             f"--array-delimiter='{ARRAY_DELIMITER}' --overwrite-destination {database}")
 
 
-def _atomic_csv(path: Path, header: list[str], rows) -> int:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def _write_csv(path: Path, header: list[str], rows) -> int:
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow(row)
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(row)
+            count += 1
     return count
 
 
@@ -48,11 +41,11 @@ def export_neo4j_admin(kg: KnowledgeGraph, out_dir: Path) -> dict[str, int]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     join = ARRAY_DELIMITER.join
-    nodes = _atomic_csv(out_dir / NODES_FILE, CONCEPT_HEADER, (
+    nodes = _write_csv(out_dir / NODES_FILE, CONCEPT_HEADER, (
         [c.id, c.name, join(c.synonyms), join(c.semantic_types), c.group, c.definition, join(c.sources), CONCEPT]
         for c in kg.concepts()
     ))
-    relationships = _atomic_csv(out_dir / RELATIONSHIPS_FILE, RELATIONSHIP_HEADER, (
+    relationships = _write_csv(out_dir / RELATIONSHIPS_FILE, RELATIONSHIP_HEADER, (
         [r.head, r.tail, r.type, r.rel, r.rela, r.source, r.support] for r in kg.relations()
     ))
     (out_dir / COMMAND_FILE).write_text(import_command() + "\n", encoding="utf-8")

@@ -6,7 +6,9 @@ Every graph, from a UMLS release or from the open vocabularies, is read from RRF
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +72,17 @@ class KnowledgeGraph:
     def relations(self) -> Iterator[Relation]:
         for _, _, attrs in self.graph.edges(data=True):
             yield Relation(**attrs)
+
+    def edge_columns(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[dict[str, Any], ...]]:
+        """Heads, tails and attribute dicts of every edge, for column-wise exports.
+
+        Reads networkx's adjacency dicts directly: the public edge view costs 2.5x as much per edge,
+        which is most of a million-edge export."""
+        rows = [(u, v, d) for u, nbrs in self.graph._adj.items() for v, keyed in nbrs.items() for d in keyed.values()]
+        if not rows:
+            return (), (), ()
+        heads, tails, attrs = zip(*rows)
+        return heads, tails, attrs
 
     def __contains__(self, concept_id: str) -> bool:
         return concept_id in self.graph
@@ -139,6 +152,18 @@ class KnowledgeGraph:
         for key, (src, dst) in edges.items():
             data[key].edge_index = torch.tensor([src, dst], dtype=torch.long)
         return data, by_group
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Building millions of small objects triggers the cycle collector over and over (2-5x slower); none are cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def read_graph(
