@@ -84,6 +84,8 @@ class ConceptMatcher:
         taken: list[tuple[int, int]] = []
         for rule in self.rules:
             for m in rule.pattern.finditer(text, start, end):
+                if any(a < m.end() and m.start() < b for a, b in taken):
+                    continue
                 trigger = m.group("cue") if rule.assertion and "cue" in rule.pattern.groupindex else None
                 found.append(Match(rule.concept_id, m.start("term"), m.end("term"), 1.0, rule.assertion, trigger))
                 taken.append((m.start(), m.end()))

@@ -1,4 +1,4 @@
-"""The Python API behind each `medkg kg` command; the CLI only parses arguments and prints."""
+"""`medkg kg ...` as Python: build, load, look up, traverse, query, export."""
 
 from __future__ import annotations
 

@@ -1,0 +1,99 @@
+"""`medkg extract ...` as Python: index an RRF directory, extract mentions, labels and assertions."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from extract.assertion import AssertionEngine, write_assertions_tsv
+from extract.index import ConceptIndex, ensure_index
+from extract.labels import load_label_set, label_report
+from extract.model import Mention, Report
+from extract.pipeline import ExtractionConfig, extract_reports
+from extract.sections import default_lexicon_dir
+from graphdb.uri import medkg_home, open_store
+from kg.atomic import atomic_open
+from kg.problems import ProblemLog
+from kg.semgroups import read_semgroups
+
+from .kg import semgroups_path
+
+
+@dataclass
+class RunSummary:
+    out: Path
+    reports: int = 0
+    mentions: int = 0
+    assertions: Counter[str] = field(default_factory=Counter)
+    linked: int = 0
+
+    def __str__(self) -> str:
+        counts = ", ".join(f"{n:,} {a}" for a, n in sorted(self.assertions.items()))
+        text = f"wrote {self.out}: {self.reports:,} reports, {self.mentions:,} mentions ({counts})"
+        return text + (f"; linked {self.linked:,} report-concept mentions into the graph" if self.linked else "")
+
+
+def index(rrf_dir: Path, rebuild: bool = False, data_dir: Path | None = None, progress: bool = True) -> tuple[ConceptIndex, bool]:
+    """The concept index for an RRF directory, from the cache unless the RRF files changed."""
+    return ensure_index(rrf_dir, medkg_home(), read_semgroups(semgroups_path(data_dir)), rebuild, progress)
+
+
+def _prepare(kg_dir: Path, progress: bool) -> tuple[ConceptIndex, ExtractionConfig]:
+    concept_index, _ = index(kg_dir, progress=progress)
+    return concept_index, ExtractionConfig(concept_index.directory, default_lexicon_dir())
+
+
+def mention_record(report: Report, mentions: list[Mention]) -> dict:
+    return {"id": report.id, "mentions": [asdict(m) for m in mentions]}
+
+
+def run(
+    input_path: Path, kg_dir: Path, out: Path, workers: int = 1, link: bool = False, graph: str | None = None,
+    problems: ProblemLog | None = None, progress: bool = True,
+) -> RunSummary:
+    """Write one JSON object per report to `out` (JSON Lines); with `link`, merge the mentions into the graph."""
+    problems = problems if problems is not None else ProblemLog()
+    summary = RunSummary(Path(out))
+    links: list[dict] = []
+    with atomic_open(out, "w", encoding="utf-8") as handle:
+        _, config = _prepare(kg_dir, progress)
+        for report, mentions in extract_reports(input_path, config, problems, workers, progress):
+            handle.write(json.dumps(mention_record(report, mentions), ensure_ascii=False) + "\n")
+            summary.reports += 1
+            summary.mentions += len(mentions)
+            summary.assertions.update(m.assertion for m in mentions)
+            if link:
+                counts = Counter((m.id, m.assertion, m.section) for m in mentions)
+                links += [{"report": report.id, "source": report.source, "concept": cid, "assertion": a, "section": s, "count": n}
+                          for (cid, a, s), n in counts.items()]
+    if link:
+        with open_store(graph, read_only=False) as store:
+            summary.linked = store.link_mentions(links)
+    return summary
+
+
+def labels(
+    input_path: Path, kg_dir: Path, label_set: str, out: Path, workers: int = 1,
+    problems: ProblemLog | None = None, progress: bool = True,
+) -> int:
+    """One CSV row per report: `id`, then 1 present, 0 absent, -1 uncertain, empty when not mentioned."""
+    problems = problems if problems is not None else ProblemLog()
+    concept_index, config = _prepare(kg_dir, progress)
+    rules = load_label_set(label_set, concept_index, kg_dir)
+    count = 0
+    with atomic_open(out, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", *rules.columns])
+        for report, mentions in extract_reports(input_path, config, problems, workers, progress):
+            values = label_report(report, mentions, rules)
+            writer.writerow([report.id, *(values[c] for c in rules.columns)])
+            count += 1
+    return count
+
+
+def assertions(input_tsv: Path, out: Path, problems: ProblemLog | None = None, lexicon_dir: Path | None = None) -> int:
+    engine = AssertionEngine.from_lexicons(lexicon_dir or default_lexicon_dir())
+    return write_assertions_tsv(input_tsv, out, engine, problems if problems is not None else ProblemLog())
