@@ -24,12 +24,12 @@ from kg.problems import ProblemLog
 from kg.rrf import MRCONSO, MRSTY, read_table, table_path
 from kg.semgroups import SemanticType
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 # Qualifiers, activities, organisations, places, organisms and genes are not report findings.
 EXCLUDED_GROUPS = frozenset({"CONC", "ACTI", "OCCU", "ORGA", "GEOG", "LIVB", "GENE"})
 # CheXpert mention lists are labeler triggers and word stems ("atelecta", "the heart"), not names.
 EXCLUDED_ATOMS = frozenset({("CHEXPERT", "SY")})
-SIMSTRING_DIR = "quickumls"
+QUICKUMLS_DIR = "quickumls"  # a complete QuickUMLS installation: QuickUMLS(index.quickumls_path) loads it
 
 
 def stopwords() -> frozenset[str]:
@@ -52,8 +52,12 @@ class ConceptIndex:
     max_tokens: int
 
     @property
+    def quickumls_path(self) -> Path:
+        return self.directory / QUICKUMLS_DIR
+
+    @property
     def simstring_path(self) -> Path:
-        return self.directory / SIMSTRING_DIR
+        return self.quickumls_path / "umls-simstring.db"
 
     def resolve(self, name: str) -> str | None:
         """The concept a name denotes, for rules and label sets written with names rather than ids."""
@@ -93,7 +97,6 @@ def load_index(directory: Path) -> ConceptIndex:
 
 
 def build_index(rrf_dir: Path, target: Path, types: dict[str, SemanticType], stamp: dict[str, object], progress: bool = True) -> None:
-    from quickumls.toolbox import SimstringDBWriter
     from unidecode import unidecode
 
     problems = ProblemLog()
@@ -103,7 +106,7 @@ def build_index(rrf_dir: Path, target: Path, types: dict[str, SemanticType], sta
     stop = stopwords()
     concepts: dict[str, ConceptInfo] = {}
     keyed: dict[str, list[tuple[bool, str]]] = {}
-    strings: set[str] = set()
+    strings: dict[tuple[str, str], bool] = {}  # (QuickUMLS term, concept) -> preferred
     rows = read_table(table_path(rrf_dir, "MRCONSO"), MRCONSO, problems)
     for _, row in tqdm(rows, desc="indexing terms", unit=" terms", disable=not progress, mininterval=0.5):
         if row.LAT != "ENG" or row.SUPPRESS in ("O", "E", "Y"):
@@ -119,7 +122,8 @@ def build_index(rrf_dir: Path, target: Path, types: dict[str, SemanticType], sta
         if not key or key in stop or (len(key) < 3 and " " not in key) or key.replace(" ", "").isdigit():
             continue
         keyed.setdefault(key, []).append((preferred, row.CUI))
-        strings.add(unidecode(row.STR.lower()))
+        term = (unidecode(row.STR.lower()), row.CUI)
+        strings[term] = strings.get(term, False) or preferred
     terms: dict[str, tuple[str, ...]] = {}
     for key, entries in keyed.items():
         ids = [cui for preferred, cui in sorted(entries, key=lambda e: not e[0]) if concepts[cui].group and concepts[cui].group not in EXCLUDED_GROUPS]
@@ -131,11 +135,7 @@ def build_index(rrf_dir: Path, target: Path, types: dict[str, SemanticType], sta
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        (tmp / SIMSTRING_DIR).mkdir()
-        writer = SimstringDBWriter(str(tmp / SIMSTRING_DIR))
-        for string in tqdm(sorted(strings), desc="simstring index", unit=" terms", disable=not progress, mininterval=0.5):
-            writer.insert(string)
-        writer.db.close()
+        _write_quickumls(tmp / QUICKUMLS_DIR, strings, concepts, progress)
         with open(tmp / "terms.pkl", "wb") as handle:
             pickle.dump((terms, concepts, vocabulary, max_tokens), handle, protocol=pickle.HIGHEST_PROTOCOL)
         (tmp / "index.json").write_text(json.dumps(stamp))
@@ -145,3 +145,26 @@ def build_index(rrf_dir: Path, target: Path, types: dict[str, SemanticType], sta
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _write_quickumls(directory: Path, strings: dict[tuple[str, str], bool], concepts: dict[str, ConceptInfo], progress: bool) -> None:
+    """The layout QuickUMLS's own installer writes, without its prompts and spaCy model download."""
+    from quickumls.toolbox import CuiSemTypesDB, SimstringDBWriter
+
+    (directory / "umls-simstring.db").mkdir(parents=True)
+    (directory / "cui-semtypes.db").mkdir()
+    for flag, text in (("lowercase", ""), ("normalize-unicode", ""), ("language", "ENG"), ("database_backend", "unqlite")):
+        (directory / f"{flag}.flag").write_text(text)
+    simstring = SimstringDBWriter(str(directory / "umls-simstring.db"))
+    semtypes = CuiSemTypesDB(str(directory / "cui-semtypes.db"), database_backend="unqlite")
+    seen: set[str] = set()
+    for (term, cui), preferred in tqdm(sorted(strings.items()), desc="QuickUMLS index", unit=" terms", disable=not progress, mininterval=0.5):
+        if concepts[cui].group in EXCLUDED_GROUPS or not concepts[cui].group:
+            continue
+        if term not in seen:
+            simstring.insert(term)
+            seen.add(term)
+        semtypes.insert(term, cui, set(concepts[cui].semantic_types), int(preferred))
+    simstring.db.close()
+    semtypes.cui_db.close()
+    semtypes.semtypes_db.close()
