@@ -46,3 +46,25 @@ def open_graph_uri(open_kg, tmp_path_factory) -> str:
     with EmbeddedStore(path, read_only=False) as store:
         store.load(open_kg, progress=False)
     return f"embedded://{path}"
+
+
+@pytest.fixture(scope="session")
+def medkg_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("medkg-home")
+
+
+@pytest.fixture(scope="session")
+def concept_index(open_kg_dir, medkg_home, data_dir):
+    """The extraction index of the open graph, built once per session."""
+    from extract.index import ensure_index
+    from kg.semgroups import read_semgroups
+
+    index, _ = ensure_index(open_kg_dir, medkg_home, read_semgroups(data_dir / "vocab" / "umls" / "SemGroups.txt"), progress=False)
+    return index
+
+
+@pytest.fixture(scope="session")
+def extractor(concept_index, data_dir):
+    from extract.pipeline import ExtractionConfig, Extractor
+
+    return Extractor(ExtractionConfig(concept_index.directory, data_dir / "lexicons"), concept_index)
