@@ -124,13 +124,16 @@ def concept_table(kg: KnowledgeGraph, rejected: list[tuple[str, str]]) -> pa.Tab
     """Concepts as one Arrow table, in schema column order (COPY maps columns by position)."""
     if not kg.num_concepts:
         return CONCEPT_SCHEMA.empty_table()
-    _, attrs = zip(*kg.graph.nodes(data=True))
+    ids, attrs = zip(*kg.graph.nodes(data=True))
+    if not all(attrs):  # a relation added for an id that was never added as a concept
+        rejected += [(f"concept {cid!r}", "relation endpoint without a concept record") for cid, a in zip(ids, attrs) if not a]
+        attrs = tuple(a for a in attrs if a)
     table = pa.Table.from_arrays(_attribute_columns(attrs, list(CONCEPT_PROPERTIES), CONCEPT_SCHEMA), schema=CONCEPT_SCHEMA)
     blank = pc.or_(_blank(table.column("id")), _blank(table.column("name")))
     return _reject(table, blank, _describe_concept, "empty id or name", rejected)
 
 
-def relationship_tables(kg: KnowledgeGraph, rejected: list[tuple[str, str]], valid_ids: pa.Array) -> dict[str, pa.Table]:
+def relationship_tables(kg: KnowledgeGraph, rejected: list[tuple[str, str]], loaded: pa.Table) -> dict[str, pa.Table]:
     """One Arrow table per relationship type (`from`, `to`, properties), as COPY takes them."""
     heads, tails, attrs = kg.edge_columns()
     if not heads:
@@ -142,8 +145,10 @@ def relationship_tables(kg: KnowledgeGraph, rejected: list[tuple[str, str]], val
     describe = _describe_relationship
     table = _reject(table, pc.invert(pc.is_in(table.column("type"), value_set=pa.array(RELATIONSHIP_TYPES))), describe,
                     "unknown relationship type", rejected)
-    known = pc.and_(pc.is_in(table.column("from"), value_set=valid_ids), pc.is_in(table.column("to"), value_set=valid_ids))
-    table = _reject(table, pc.invert(known), describe, "endpoint concept rejected", rejected)
+    if loaded.num_rows < kg.num_concepts:  # every edge endpoint is a graph node, so only rejected concepts can be missing
+        ids = loaded.column("id").combine_chunks()
+        known = pc.and_(pc.is_in(table.column("from"), value_set=ids), pc.is_in(table.column("to"), value_set=ids))
+        table = _reject(table, pc.invert(known), describe, "endpoint concept rejected", rejected)
     table = _reject(table, pc.less(table.column("support"), 0), describe, "negative support", rejected)
     types = table.column("type")
     return {t: table.filter(pc.equal(types, t)).drop_columns("type") for t in RELATIONSHIP_TYPES}
@@ -208,7 +213,7 @@ class GraphStore(ABC):
         started = time.perf_counter()
         with paused_gc():
             concepts = concept_table(kg, summary.rejected)
-            relationships = relationship_tables(kg, summary.rejected, concepts.column("id").combine_chunks())
+            relationships = relationship_tables(kg, summary.rejected, concepts)
         summary.prepare_seconds = time.perf_counter() - started
         total = concepts.num_rows + sum(t.num_rows for t in relationships.values())
         with tqdm(total=total, desc="loading graph", unit=" rows", unit_scale=True, disable=not progress) as bar:

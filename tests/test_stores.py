@@ -132,3 +132,15 @@ def test_lookup_text_full_of_cypher_is_only_text(uri):
         assert hit.id == "T:isolated"
         assert store.lookup("pleural efusion", limit=1)[0].id == "T:effusion"
         assert store.lookup("effusions")[0].id == "T:effusion"
+
+
+def test_relation_to_an_id_never_added_as_a_concept_is_rejected(uri):
+    from kg.graph import Relation
+
+    kg = small_graph()
+    kg.add_relation(Relation("T:effusion", "RELATED_TO", "T:ghost", "RO", "", "TEST"))
+    with open_store(uri, read_only=False) as store:
+        summary = store.load(kg, progress=False)
+        assert sorted(summary.rejected) == [("T:effusion -[RELATED_TO]-> T:ghost", "endpoint concept rejected"),
+                                            ("concept 'T:ghost'", "relation endpoint without a concept record")]
+        assert test_counts(store) == {"concepts": 7, "relationships": 5}
