@@ -30,6 +30,10 @@ demo: $(INSTALLED)
 	$(BIN)/medkg kg lookup "pleural efusion" --limit 5
 	$(BIN)/medkg kg neighbors RADLEX:RID34539 --rel IS_A LOCATED_AT --depth 2 --limit 15
 	$(BIN)/medkg kg query "MATCH (f:Concept)-[r:LOCATED_AT]->(a:Concept) WHERE r.source = \$$src RETURN f.name AS finding, a.name AS anatomy, r.support AS reports ORDER BY reports DESC LIMIT \$$n" --param src=IUXRAY --param n=8
+	MEDKG_DATA_DIR=$(DATA) $(BIN)/medkg extract index $(OUT)/open-kg
+	MEDKG_DATA_DIR=$(DATA) $(BIN)/medkg extract run $(DATA)/iu-xray/NLMCXR_reports.tgz --kg $(OUT)/open-kg --out $(OUT)/iu-mentions.jsonl --workers 2 --link
+	MEDKG_DATA_DIR=$(DATA) $(BIN)/medkg extract labels $(DATA)/iu-xray/NLMCXR_reports.tgz --kg $(OUT)/open-kg --label-set chestxray14 --out $(OUT)/iu-chestxray14.csv --workers 2
+	$(BIN)/medkg kg query "MATCH (r:Report)-[m:MENTIONS]->(c:Concept) WHERE m.assertion = \$$a AND m.section <> \$$s AND c.\`group\` = \$$g RETURN c.name AS finding, count(DISTINCT r) AS reports ORDER BY reports DESC LIMIT 8" --param a=present --param s=INDICATION --param g=DISO
 
 test: $(INSTALLED) $(PARSER)
 	$(BIN)/python -m pytest -q

@@ -19,7 +19,7 @@ from kg.lookup import NameIndex
 
 from .readonly import ReadOnlyError
 from .schema import (
-    CONCEPT, CONCEPT_PROPERTIES, MENTION_PROPERTIES, MENTIONS, RELATIONSHIP_KEY, RELATIONSHIP_PROPERTIES,
+    CONCEPT, CONCEPT_PROPERTIES, MENTION_KEY, MENTION_PROPERTIES, MENTIONS, RELATIONSHIP_KEY, RELATIONSHIP_PROPERTIES,
     RELATIONSHIP_TYPES, REPORT, REPORT_PROPERTIES,
 )
 from .store import GraphStore, PathStep, TableLoad
@@ -105,28 +105,45 @@ class EmbeddedStore(GraphStore):
         self._run(f"CREATE REL TABLE IF NOT EXISTS {MENTIONS}(FROM {REPORT} TO {CONCEPT}, {mention_props})")
 
     def _load_concepts(self, table: pa.Table, bar: tqdm) -> TableLoad:
-        columns = ", ".join(f"c.`{p}` AS `{p}`" for p in CONCEPT_PROPERTIES)
-        stored = self._arrow(f"MATCH (c:{CONCEPT}) RETURN {columns}")
-        new, changed, unchanged = _diff(table, stored, ["id"])
-        if new.num_rows:
-            self._run(f"COPY {CONCEPT} FROM $rows", {"rows": new})
-        assignments = ", ".join(f"c.`{p}` = row.`{p}`" for p in CONCEPT_PROPERTIES if p != "id")
-        self._update(f"UNWIND $rows AS row MATCH (c:{CONCEPT} {{id: row.id}}) SET {assignments}", changed)
+        load = self._merge_nodes(CONCEPT, list(CONCEPT_PROPERTIES), table)
         bar.update(table.num_rows)
-        return TableLoad(new.num_rows, changed.num_rows, unchanged)
+        return load
 
     def _load_relationships(self, rel_type: str, table: pa.Table, bar: tqdm) -> TableLoad:
-        props = ", ".join(f"r.{p} AS {p}" for p in RELATIONSHIP_PROPERTIES)
-        stored = self._arrow(f"MATCH (a:{CONCEPT})-[r:{rel_type}]->(b:{CONCEPT}) RETURN a.id AS `from`, b.id AS `to`, {props}")
-        new, changed, unchanged = _diff(table, stored, list(RELATIONSHIP_KEY))
+        load = self._merge_relationships(rel_type, CONCEPT, CONCEPT, list(RELATIONSHIP_PROPERTIES), list(RELATIONSHIP_KEY), table)
+        bar.update(table.num_rows)
+        return load
+
+    def _link(self, reports: pa.Table, mentions: pa.Table) -> dict[str, TableLoad]:
+        return {
+            REPORT: self._merge_nodes(REPORT, list(REPORT_PROPERTIES), reports),
+            MENTIONS: self._merge_relationships(MENTIONS, REPORT, CONCEPT, list(MENTION_PROPERTIES), list(MENTION_KEY), mentions),
+        }
+
+    def _merge_nodes(self, label: str, props: list[str], table: pa.Table) -> TableLoad:
+        """COPY the nodes not stored yet, SET the ones whose properties changed."""
+        columns = ", ".join(f"n.`{p}` AS `{p}`" for p in props)
+        new, changed, unchanged = _diff(table, self._arrow(f"MATCH (n:{label}) RETURN {columns}"), ["id"])
+        if new.num_rows:
+            self._run(f"COPY {label} FROM $rows", {"rows": new})
+        assignments = ", ".join(f"n.`{p}` = row.`{p}`" for p in props if p != "id")
+        self._update(f"UNWIND $rows AS row MATCH (n:{label} {{id: row.id}}) SET {assignments}", changed)
+        return TableLoad(new.num_rows, changed.num_rows, unchanged)
+
+    def _merge_relationships(self, rel_type: str, source: str, target: str, props: list[str], key: list[str], table: pa.Table) -> TableLoad:
+        """Relationships are the same when `key` matches (`from`, `to` and key properties)."""
+        columns = ", ".join(f"r.`{p}` AS `{p}`" for p in props)
+        stored = self._arrow(f"MATCH (a:{source})-[r:{rel_type}]->(b:{target}) RETURN a.id AS `from`, b.id AS `to`, {columns}")
+        new, changed, unchanged = _diff(table, stored, key)
         if new.num_rows:
             self._run(f"COPY {rel_type} FROM $rows", {"rows": new})
+        same = " AND ".join(f"r.`{p}` = row.`{p}`" for p in key if p not in ("from", "to"))
+        assignments = ", ".join(f"r.`{p}` = row.`{p}`" for p in props if p not in key)
         self._update(
-            f"UNWIND $rows AS row MATCH (a:{CONCEPT} {{id: row.`from`}})-[r:{rel_type}]->(b:{CONCEPT} {{id: row.`to`}}) "
-            f"WHERE r.rela = row.rela AND r.source = row.source SET r.rel = row.rel, r.support = row.support",
+            f"UNWIND $rows AS row MATCH (a:{source} {{id: row.`from`}})-[r:{rel_type}]->(b:{target} {{id: row.`to`}}) "
+            f"WHERE {same} SET {assignments}",
             changed,
         )
-        bar.update(table.num_rows)
         return TableLoad(new.num_rows, changed.num_rows, unchanged)
 
     def _update(self, cypher: str, rows: pa.Table) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow as pa
 from tqdm import tqdm
 
-from .schema import CONCEPT, CONCEPT_PROPERTIES, REPORT
+from .schema import CONCEPT, CONCEPT_PROPERTIES, MENTIONS, REPORT
 from .store import GraphStore, PathStep, TableLoad
 
 BATCH = 10_000
@@ -30,6 +30,21 @@ LOAD_CONCEPTS = (
     f"OPTIONAL MATCH (old:{CONCEPT} {{id: row.id}}) "
     "WITH row, old IS NULL AS created, old IS NOT NULL AND properties(old) <> row AS changed "
     f"MERGE (c:{CONCEPT} {{id: row.id}}) SET {_ASSIGN_CONCEPT} "
+    "RETURN sum(CASE WHEN created THEN 1 ELSE 0 END) AS added, sum(CASE WHEN changed THEN 1 ELSE 0 END) AS updated"
+)
+
+
+LINK_REPORTS = (
+    "UNWIND $rows AS row OPTIONAL MATCH (old:Report {id: row.id}) "
+    "WITH row, old IS NULL AS created, old IS NOT NULL AND old.source <> row.source AS changed "
+    "MERGE (r:Report {id: row.id}) SET r.source = row.source "
+    "RETURN sum(CASE WHEN created THEN 1 ELSE 0 END) AS added, sum(CASE WHEN changed THEN 1 ELSE 0 END) AS updated"
+)
+LINK_MENTIONS = (
+    "UNWIND $rows AS row MATCH (r:Report {id: row.`from`}) MATCH (c:Concept {id: row.`to`}) "
+    "OPTIONAL MATCH (r)-[old:MENTIONS {assertion: row.assertion, section: row.section}]->(c) "
+    "WITH r, c, row, old IS NULL AS created, old IS NOT NULL AND old.count <> row.count AS changed "
+    "MERGE (r)-[m:MENTIONS {assertion: row.assertion, section: row.section}]->(c) SET m.count = row.count "
     "RETURN sum(CASE WHEN created THEN 1 ELSE 0 END) AS added, sum(CASE WHEN changed THEN 1 ELSE 0 END) AS updated"
 )
 
@@ -125,6 +140,10 @@ class Neo4jStore(GraphStore):
 
     def _load_relationships(self, rel_type: str, table: pa.Table, bar: tqdm) -> TableLoad:
         return self._batched(load_relationships_statement(rel_type), table, bar)
+
+    def _link(self, reports: pa.Table, mentions: pa.Table) -> dict[str, TableLoad]:
+        with tqdm(disable=True) as bar:
+            return {REPORT: self._batched(LINK_REPORTS, reports, bar), MENTIONS: self._batched(LINK_MENTIONS, mentions, bar)}
 
     def _shortest_path(self, a: str, b: str, max_depth: int) -> list[PathStep]:
         rows = self._run(shortest_path_statement(max_depth), {"a": a, "b": b})

@@ -22,6 +22,7 @@ REPORT = "Report"
 REPORT_PROPERTIES: dict[str, str] = {"id": "STRING", "source": "STRING"}
 MENTIONS = "MENTIONS"
 MENTION_PROPERTIES: dict[str, str] = {"assertion": "STRING", "section": "STRING", "count": "INT64"}
+MENTION_KEY = ("from", "to", "assertion", "section")
 # A relationship is the same relationship when these match; loads merge on them.
 RELATIONSHIP_KEY = ("from", "to", "rela", "source")
 

@@ -19,19 +19,10 @@ from kg.graph import KnowledgeGraph, paused_gc
 from kg.lookup import Hit, NameIndex
 
 from .readonly import ReadOnlyError, refuse_writes
-from .schema import CONCEPT, CONCEPT_PROPERTIES, MENTIONS, REPORT, RELATIONSHIP_PROPERTIES, RELATIONSHIP_TYPES, check_relationship_types
-
-LINK_BATCH = 10_000
-# Both dialects accept these; a mention is one relationship per (report, concept, assertion, section).
-# Values are bound with WITH before MERGE and endpoints matched in separate clauses: LadybugDB
-# plans `MERGE (r {id: row.report})` and comma-joined MATCH patterns 20-1000x slower.
-MERGE_REPORTS = f"UNWIND $rows AS row WITH row.report AS id, row.source AS source MERGE (r:{REPORT} {{id: id}}) SET r.source = source"
-MERGE_MENTIONS = (
-    "UNWIND $rows AS row WITH row.report AS report, row.concept AS concept, row.assertion AS assertion, "
-    "row.section AS section, row.count AS count "
-    f"MATCH (r:{REPORT} {{id: report}}) MATCH (c:{CONCEPT} {{id: concept}}) "
-    f"MERGE (r)-[m:{MENTIONS} {{assertion: assertion, section: section}}]->(c) SET m.count = count"
+from .schema import (
+    CONCEPT_PROPERTIES, MENTION_PROPERTIES, RELATIONSHIP_PROPERTIES, RELATIONSHIP_TYPES, REPORT_PROPERTIES, check_relationship_types,
 )
+
 
 _CUI_OR_CODE = re.compile(r"^(C\d{7}|[A-Z][A-Z0-9_]*:\S+)$")
 
@@ -92,6 +83,8 @@ class PathStep:
 
 _ARROW_TYPES = {"STRING": pa.string(), "STRING[]": pa.list_(pa.string()), "INT64": pa.int64()}
 CONCEPT_SCHEMA = pa.schema([(p, _ARROW_TYPES[t]) for p, t in CONCEPT_PROPERTIES.items()])
+REPORT_SCHEMA = pa.schema([(p, _ARROW_TYPES[t]) for p, t in REPORT_PROPERTIES.items()])
+MENTION_SCHEMA = pa.schema([("from", pa.string()), ("to", pa.string())] + [(p, _ARROW_TYPES[t]) for p, t in MENTION_PROPERTIES.items()])
 RELATIONSHIP_SCHEMA = pa.schema([("from", pa.string()), ("to", pa.string())] + [(p, _ARROW_TYPES[t]) for p, t in RELATIONSHIP_PROPERTIES.items()])
 
 
@@ -182,6 +175,10 @@ class GraphStore(ABC):
     def _load_relationships(self, rel_type: str, table: pa.Table, bar: tqdm) -> TableLoad: ...
 
     @abstractmethod
+    def _link(self, reports: pa.Table, mentions: pa.Table) -> dict[str, TableLoad]:
+        """Merge report nodes (`id`, `source`) and mentions (`from`, `to`, assertion, section, count)."""
+
+    @abstractmethod
     def _shortest_path(self, a: str, b: str, max_depth: int) -> list[PathStep]: ...
 
     @abstractmethod
@@ -223,17 +220,19 @@ class GraphStore(ABC):
                     summary.tables[rel_type] = _timed(self._load_relationships, rel_type, table, bar)
         return summary
 
-    def link_mentions(self, rows: list[dict[str, Any]]) -> int:
+    def link_mentions(self, rows: list[dict[str, Any]]) -> dict[str, TableLoad]:
         """Merge `(:Report)-[:MENTIONS {assertion, section, count}]->(:Concept)`; rows name report, source,
         concept, assertion, section and count. Linking the same reports twice changes nothing."""
         if self.read_only:
             raise ReadOnlyError(f"{self.uri} is opened read-only; cannot link reports")
         self.ensure_schema()
-        for start in range(0, len(rows), LINK_BATCH):
-            batch = rows[start : start + LINK_BATCH]
-            self._run(MERGE_REPORTS, {"rows": batch}, write=True)
-            self._run(MERGE_MENTIONS, {"rows": batch}, write=True)
-        return len(rows)
+        reports = {row["report"]: row["source"] for row in rows}
+        report_table = pa.table({"id": list(reports), "source": list(reports.values())}, schema=REPORT_SCHEMA)
+        mention_table = pa.table({
+            "from": [r["report"] for r in rows], "to": [r["concept"] for r in rows],
+            **{p: [r[p] for r in rows] for p in MENTION_PROPERTIES},
+        }, schema=MENTION_SCHEMA)
+        return self._link(report_table, mention_table)
 
     def counts(self) -> dict[str, int]:
         counts = {"Concept": self._run("MATCH (c:Concept) RETURN count(c) AS n")[0]["n"]}

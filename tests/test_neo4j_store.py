@@ -55,7 +55,7 @@ class RecordingSession:
 
     def run(self, cypher: str, params: dict[str, Any]):
         self.driver.sent.append((cypher, params, self.mode, self.database))
-        if "RETURN sum(CASE WHEN created" in cypher:
+        if "RETURN sum(CASE WHEN created" in cypher:  # loads and links
             return [Record(added=len(params["rows"]), updated=0)]
         if "count(" in cypher:
             return [Record(n=0)]
@@ -82,6 +82,7 @@ def exercise(store: Neo4jStore) -> None:
     store.path("T:pleura", "T:disease", max_depth=4)
     store.query("MATCH (c:Concept) WHERE c.name = $name RETURN c", {"name": "pleura"})
     store.query("MATCH (c:Concept {id: $id}) SET c.name = $name", {"id": "T:heart", "name": "cor"}, write=True)
+    store.link_mentions([{"report": "r1", "source": "csv", "concept": "T:effusion", "assertion": "absent", "section": "FINDINGS", "count": 2}])
 
 
 def test_every_statement_sent_parses_with_neo4js_parser(driver):

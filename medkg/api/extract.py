@@ -71,7 +71,7 @@ def run(
                           for (cid, a, s), n in counts.items()]
     if link:
         with open_store(graph, read_only=False) as store:
-            summary.linked = store.link_mentions(links)
+            summary.linked = store.link_mentions(links)["MENTIONS"].rows
     return summary
 
 
