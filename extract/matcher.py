@@ -15,6 +15,7 @@ from functools import lru_cache
 from importlib.resources import files
 
 from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA
 
 from kg.normalize import name_key, singular
 
@@ -25,6 +26,10 @@ MASK = "xxxx"  # IU X-ray de-identification: never part of a term
 MAX_WINDOW = 8  # longest n-gram tried; longer index terms do not occur in report prose
 FUZZY_WINDOW = 3
 SIMSTRING_THRESHOLD = 0.4  # cheap (~0.3 ms a look-up) and catches transpositions: pnuemothorax
+# A misspelling is one slip (two in a long phrase): larger edits turn real words into other terms
+# (position -> deposition, hyperinflation -> hypoinflation, stability -> instability).
+LONG_PHRASE = 20
+CACHE_LIMIT = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +73,23 @@ class ConceptMatcher:
         self.rules = load_phrase_rules(index)
         self.threshold = threshold
         self._simstring = None
+        self._near: dict[str, tuple[float, str] | None] = {}  # phrase -> best accepted candidate
         self.fuzzy = fuzzy
+
+    def _nearest(self, phrase: str) -> tuple[float, str] | None:
+        """The closest index term within one slip of `phrase`, cached: reports repeat their misspellings."""
+        if phrase in self._near:
+            return self._near[phrase]
+        best = None
+        max_edits = 1 if len(phrase) <= LONG_PHRASE else 2
+        for candidate in self._candidates(phrase):
+            score = fuzz.ratio(phrase, candidate) / 100
+            if score >= self.threshold and OSA.distance(phrase, candidate) <= max_edits and (best is None or score > best[0]):
+                best = (score, candidate)
+        if len(self._near) >= CACHE_LIMIT:
+            self._near.clear()
+        self._near[phrase] = best
+        return best
 
     def _candidates(self, phrase: str) -> tuple[str, ...]:
         """QuickUMLS's simstring database, read with pysimstring directly: importing quickumls
@@ -136,13 +157,12 @@ class ConceptMatcher:
             best: tuple[float, int, int, str] | None = None
             for lo in range(max(0, i - FUZZY_WINDOW + 1), i + 1):
                 for hi in range(i + 1, min(len(tokens), lo + FUZZY_WINDOW) + 1):
-                    if any(covered[lo:hi]) or tokens[lo][2] in self.stop or tokens[hi - 1][2] in self.stop:
+                    window = [t[2] for t in tokens[lo:hi]]
+                    if any(covered[lo:hi]) or MASK in window or window[0] in self.stop or window[-1] in self.stop:
                         continue
-                    phrase = text[tokens[lo][0] : tokens[hi - 1][1]].lower()
-                    for candidate in self._candidates(phrase):
-                        score = fuzz.ratio(phrase, candidate) / 100
-                        if score >= self.threshold and (best is None or score > best[0]):
-                            best = (score, lo, hi, candidate)
+                    near = self._nearest(text[tokens[lo][0] : tokens[hi - 1][1]].lower())
+                    if near is not None and (best is None or near[0] > best[0]):
+                        best = (near[0], lo, hi, near[1])
             if best is not None:
                 score, lo, hi, candidate = best
                 ids = self.terms.get(name_key(candidate))

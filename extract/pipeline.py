@@ -103,10 +103,19 @@ def extract_reports(
             return
         context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         with context.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
-            while batch := list(itertools.islice(reports, workers * BATCH_PER_WORKER)):
-                for result in pool.imap(_extract, batch, chunksize=16):
-                    yield result
-                    bar.update()
+            # The next batch is read and submitted before this one is yielded, so workers never
+            # wait for the main process; at most two batches are in memory.
+            pending = None
+            while True:
+                batch = list(itertools.islice(reports, workers * BATCH_PER_WORKER))
+                submitted = pool.map_async(_extract, batch, chunksize=16) if batch else None
+                if pending is not None:
+                    for result in pending.get():
+                        yield result
+                        bar.update()
+                if submitted is None:
+                    break
+                pending = submitted
     finally:
         bar.close()
 

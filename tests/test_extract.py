@@ -156,3 +156,23 @@ def test_assertions_command_scores_a_corpus(tmp_path, data_dir, monkeypatch):
     out = tmp_path / "out.tsv"
     assert main(["extract", "assertions", str(corpus), "--out", str(out)]) == 0
     assert out.read_text().splitlines() == ["id\tassertion", "1\tabsent", "2\tuncertain", "3\tpresent", "4\t"]
+
+
+def test_chestxray14_labels_agree_with_iu_manual_mesh(extractor, concept_index, open_kg_dir, data_dir):
+    """The done-when bar of entity extraction: micro-F1 >= 0.90 on positive findings over all IU reports."""
+    from extract.labels import label_report, load_label_set
+    from extract.reports import iter_reports
+    from tests.iu_mesh import LABELS, mesh_labels, score
+
+    archive = data_dir / "iu-xray" / "NLMCXR_reports.tgz"
+    label_set = load_label_set("chestxray14", concept_index, open_kg_dir)
+    predicted = {}
+    for report in iter_reports(archive, ProblemLog()):
+        values = label_report(report, extractor.mentions(report), label_set)
+        predicted[report.id] = {label for label in LABELS if values[label] == "1"}
+    truth = mesh_labels(archive)
+    scores = score(truth, predicted)
+    assert len(truth) == 3_860  # the 95 reports marked "No Indexing" were never annotated
+    assert scores.micro.f1 >= 0.90, scores.micro
+    for label in ("Atelectasis", "Cardiomegaly", "Effusion", "Emphysema", "Hernia"):
+        assert scores.per_label[label].f1 >= 0.90, (label, scores.per_label[label])
