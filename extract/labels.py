@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+import pyarrow.compute as pc
+
 from kg.problems import ProblemLog
-from kg.relations import edge_from_rrf
-from kg.rrf import MRREL, read_table, table_path
+from kg.tables import read_tables
 
 from .index import ConceptIndex
 from .model import Mention, Report
@@ -52,11 +53,11 @@ def label_set_names() -> list[str]:
 
 
 def is_a_children(rrf_dir: Path) -> dict[str, list[str]]:
+    relations = read_tables(rrf_dir, ProblemLog()).relations
+    is_a = relations.filter(pc.equal(relations["type"], "IS_A"))
     children: dict[str, list[str]] = {}
-    for _, row in read_table(table_path(rrf_dir, "MRREL"), MRREL, ProblemLog()):
-        head, rtype, tail, _ = edge_from_rrf(row.CUI1, row.REL, row.CUI2, row.RELA)
-        if rtype == "IS_A":
-            children.setdefault(tail, []).append(head)
+    for head, tail in zip(is_a["head"].to_pylist(), is_a["tail"].to_pylist()):
+        children.setdefault(tail, []).append(head)
     return children
 
 

@@ -8,14 +8,14 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from kg.graph import KnowledgeGraph, paused_gc
+from kg.graph import KnowledgeGraph
+from kg.tables import GraphTables
 from kg.lookup import Hit, NameIndex
 
 from .readonly import ReadOnlyError, refuse_writes
@@ -82,15 +82,9 @@ class PathStep:
 
 
 _ARROW_TYPES = {"STRING": pa.string(), "STRING[]": pa.list_(pa.string()), "INT64": pa.int64()}
-CONCEPT_SCHEMA = pa.schema([(p, _ARROW_TYPES[t]) for p, t in CONCEPT_PROPERTIES.items()])
 REPORT_SCHEMA = pa.schema([(p, _ARROW_TYPES[t]) for p, t in REPORT_PROPERTIES.items()])
 MENTION_SCHEMA = pa.schema([("from", pa.string()), ("to", pa.string())] + [(p, _ARROW_TYPES[t]) for p, t in MENTION_PROPERTIES.items()])
-RELATIONSHIP_SCHEMA = pa.schema([("from", pa.string()), ("to", pa.string())] + [(p, _ARROW_TYPES[t]) for p, t in RELATIONSHIP_PROPERTIES.items()])
-
-
-def _attribute_columns(attrs: tuple[dict[str, Any], ...], names: list[str], schema: pa.Schema) -> list[pa.Array]:
-    # map(itemgetter) runs in C: one pass per column beats building a tuple per row and transposing.
-    return [pa.array(list(map(itemgetter(n), attrs)), schema.field(n).type) for n in names]
+RELATIONSHIP_COLUMNS = ["head", "tail", *RELATIONSHIP_PROPERTIES]  # COPY maps columns by position: from, to, properties
 
 
 def _reject(table: pa.Table, mask: pa.ChunkedArray, describe: Callable[[dict[str, Any]], str], reason: str,
@@ -110,41 +104,24 @@ def _describe_concept(row: dict[str, Any]) -> str:
 
 
 def _describe_relationship(row: dict[str, Any]) -> str:
-    return f"{row['from']} -[{row['type']}]-> {row['to']}"
+    return f"{row['head']} -[{row['type']}]-> {row['tail']}"
 
 
-def concept_table(kg: KnowledgeGraph, rejected: list[tuple[str, str]]) -> pa.Table:
-    """Concepts as one Arrow table, in schema column order (COPY maps columns by position)."""
-    if not kg.num_concepts:
-        return CONCEPT_SCHEMA.empty_table()
-    ids, attrs = zip(*kg.graph.nodes(data=True))
-    if not all(attrs):  # a relation added for an id that was never added as a concept
-        rejected += [(f"concept {cid!r}", "relation endpoint without a concept record") for cid, a in zip(ids, attrs) if not a]
-        attrs = tuple(a for a in attrs if a)
-    table = pa.Table.from_arrays(_attribute_columns(attrs, list(CONCEPT_PROPERTIES), CONCEPT_SCHEMA), schema=CONCEPT_SCHEMA)
-    blank = pc.or_(_blank(table.column("id")), _blank(table.column("name")))
-    return _reject(table, blank, _describe_concept, "empty id or name", rejected)
-
-
-def relationship_tables(kg: KnowledgeGraph, rejected: list[tuple[str, str]], loaded: pa.Table) -> dict[str, pa.Table]:
-    """One Arrow table per relationship type (`from`, `to`, properties), as COPY takes them."""
-    heads, tails, attrs = kg.edge_columns()
-    if not heads:
-        return {t: RELATIONSHIP_SCHEMA.empty_table() for t in RELATIONSHIP_TYPES}
-    schema = RELATIONSHIP_SCHEMA.append(pa.field("type", pa.string()))
-    columns = [pa.array(heads, pa.string()), pa.array(tails, pa.string())]
-    columns += _attribute_columns(attrs, [*RELATIONSHIP_PROPERTIES, "type"], schema)
-    table = pa.Table.from_arrays(columns, schema=schema)
-    describe = _describe_relationship
-    table = _reject(table, pc.invert(pc.is_in(table.column("type"), value_set=pa.array(RELATIONSHIP_TYPES))), describe,
-                    "unknown relationship type", rejected)
-    if loaded.num_rows < kg.num_concepts:  # every edge endpoint is a graph node, so only rejected concepts can be missing
-        ids = loaded.column("id").combine_chunks()
-        known = pc.and_(pc.is_in(table.column("from"), value_set=ids), pc.is_in(table.column("to"), value_set=ids))
-        table = _reject(table, pc.invert(known), describe, "endpoint concept rejected", rejected)
-    table = _reject(table, pc.less(table.column("support"), 0), describe, "negative support", rejected)
-    types = table.column("type")
-    return {t: table.filter(pc.equal(types, t)).drop_columns("type") for t in RELATIONSHIP_TYPES}
+def validated_tables(tables: GraphTables, rejected: list[tuple[str, str]]) -> tuple[pa.Table, dict[str, pa.Table]]:
+    """Concepts, and one table per relationship type, with every record the schema cannot hold rejected."""
+    concepts = _reject(tables.concepts, pc.is_null(tables.concepts["name"]), _describe_concept,
+                       "relation endpoint without a concept record", rejected)
+    concepts = _reject(concepts, pc.or_(_blank(concepts["id"]), _blank(concepts["name"])), _describe_concept, "empty id or name", rejected)
+    relations = _reject(tables.relations, pc.invert(pc.is_in(tables.relations["type"], value_set=pa.array(RELATIONSHIP_TYPES))),
+                        _describe_relationship, "unknown relationship type", rejected)
+    if concepts.num_rows < tables.concepts.num_rows:  # endpoints are concepts of the graph, so only rejected ones can be missing
+        ids = concepts["id"].combine_chunks()
+        known = pc.and_(pc.is_in(relations["head"], value_set=ids), pc.is_in(relations["tail"], value_set=ids))
+        relations = _reject(relations, pc.invert(known), _describe_relationship, "endpoint concept rejected", rejected)
+    relations = _reject(relations, pc.less(relations["support"], 0), _describe_relationship, "negative support", rejected)
+    by_type = {t: relations.filter(pc.equal(relations["type"], t)).select(RELATIONSHIP_COLUMNS).rename_columns(["from", "to", *RELATIONSHIP_PROPERTIES])
+               for t in RELATIONSHIP_TYPES}
+    return concepts.select(list(CONCEPT_PROPERTIES)), by_type
 
 
 def _timed(load: Callable[..., TableLoad], *args: Any) -> TableLoad:
@@ -201,16 +178,18 @@ class GraphStore(ABC):
             raise ReadOnlyError(f"{self.uri} is opened read-only; open it for writing to run this query")
         return self._run(cypher, params, write=write)
 
-    def load(self, kg: KnowledgeGraph, progress: bool = True) -> LoadSummary:
-        """Merge a graph into the store: loading the same graph twice changes nothing."""
+    def load(self, graph: KnowledgeGraph | GraphTables, progress: bool = True) -> LoadSummary:
+        """Merge a graph into the store: loading the same graph twice changes nothing.
+
+        `GraphTables` (from `kg.tables.read_tables`) load without ever becoming Python objects;
+        a `KnowledgeGraph` is turned into such tables first."""
         if self.read_only:
             raise ReadOnlyError(f"{self.uri} is opened read-only; cannot load")
         self.ensure_schema()
         summary = LoadSummary()
         started = time.perf_counter()
-        with paused_gc():
-            concepts = concept_table(kg, summary.rejected)
-            relationships = relationship_tables(kg, summary.rejected, concepts)
+        tables = graph.to_tables() if isinstance(graph, KnowledgeGraph) else graph
+        concepts, relationships = validated_tables(tables, summary.rejected)
         summary.prepare_seconds = time.perf_counter() - started
         total = concepts.num_rows + sum(t.num_rows for t in relationships.values())
         with tqdm(total=total, desc="loading graph", unit=" rows", unit_scale=True, disable=not progress) as bar:

@@ -10,15 +10,17 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from .problems import MalformedInputError, ProblemLog
-from .relations import edge_from_rrf
-from .rrf import MRCONSO, MRDEF, MRREL, MRSAT, MRSTY, REQUIRED, SUPPORT_ATTRIBUTE, read_table, table_path
+import pyarrow as pa
+
+from .problems import ProblemLog
 from .semgroups import SemanticType
+from .tables import CONCEPT_SCHEMA, RELATION_SCHEMA, GraphTables, read_tables
 
 if TYPE_CHECKING:
     from torch_geometric.data import Data, HeteroData
@@ -83,6 +85,28 @@ class KnowledgeGraph:
             return (), (), ()
         heads, tails, attrs = zip(*rows)
         return heads, tails, attrs
+
+    @classmethod
+    def from_tables(cls, tables: GraphTables) -> KnowledgeGraph:
+        kg = cls()
+        with paused_gc():
+            for row in tables.concepts.to_pylist():
+                kg.graph.add_node(row["id"], **row)
+            for row in tables.relations.to_pylist():
+                kg.graph.add_edge(row["head"], row["tail"], key=(row["type"], row["rela"], row["source"]), **row)
+        return kg
+
+    def to_tables(self) -> GraphTables:
+        """Column tables for database loads; reads the attribute dicts column by column, in C."""
+        with paused_gc():
+            ids, attrs = zip(*self.graph.nodes(data=True)) if self.num_concepts else ((), ())
+            # .get: a node that only appeared as a relation endpoint has no attributes (a null name).
+            concepts = [pa.array(ids, pa.string())] + [pa.array([a.get(f.name) for a in attrs], f.type) for f in CONCEPT_SCHEMA if f.name != "id"]
+            heads, tails, edge_attrs = self.edge_columns()
+            relations = [pa.array(heads, pa.string()), pa.array(tails, pa.string())] + [
+                pa.array(list(map(itemgetter(f.name), edge_attrs)), f.type) for f in RELATION_SCHEMA if f.name not in ("head", "tail")
+            ]
+        return GraphTables(pa.Table.from_arrays(concepts, schema=CONCEPT_SCHEMA), pa.Table.from_arrays(relations, schema=RELATION_SCHEMA))
 
     def __contains__(self, concept_id: str) -> bool:
         return concept_id in self.graph
@@ -169,63 +193,5 @@ def paused_gc() -> Iterator[None]:
 def read_graph(
     rrf_dir: Path, problems: ProblemLog, semantic_types: dict[str, SemanticType] | None = None
 ) -> KnowledgeGraph:
-    """Read the four RRF tables (and medkg's support attributes in MRSAT, if present)."""
-    rrf_dir = Path(rrf_dir)
-    missing = [str(table_path(rrf_dir, t)) for t in REQUIRED if not table_path(rrf_dir, t).exists()]
-    if missing:
-        raise FileNotFoundError(f"not an RRF directory, missing: {', '.join(missing)}")
-    semantic_types = semantic_types or {}
-    names: dict[str, list[str]] = {}  # CUI -> [preferred, other strings...]
-    preferred: set[str] = set()
-    sources: dict[str, list[str]] = {}
-    for _, row in read_table(table_path(rrf_dir, "MRCONSO"), MRCONSO, problems):
-        strings = names.setdefault(row.CUI, [])
-        if row.TS == "P" and row.STT == "PF" and row.ISPREF == "Y" and row.CUI not in preferred:
-            preferred.add(row.CUI)
-            strings.insert(0, row.STR)
-        elif row.STR not in strings:
-            strings.append(row.STR)
-        code = f"{row.SAB}:{row.CODE}"
-        if code not in sources.setdefault(row.CUI, []):
-            sources[row.CUI].append(code)
-    if not names:
-        raise MalformedInputError(f"{table_path(rrf_dir, 'MRCONSO')}: no concepts could be read")
-    tuis: dict[str, list[str]] = {}
-    for _, row in read_table(table_path(rrf_dir, "MRSTY"), MRSTY, problems):
-        tuis.setdefault(row.CUI, []).append(row.TUI)
-    definitions: dict[str, str] = {}
-    for _, row in read_table(table_path(rrf_dir, "MRDEF"), MRDEF, problems):
-        definitions.setdefault(row.CUI, row.DEF)
-
-    kg = KnowledgeGraph()
-    for cui, strings in names.items():
-        name, *synonyms = strings
-        types = tuis.get(cui, [])
-        group = semantic_types[types[0]].group if types and types[0] in semantic_types else ""
-        kg.add_concept(Concept(cui, name, [s for s in synonyms if s != name], types, group, definitions.get(cui, ""), sources[cui]))
-
-    support = _read_support(rrf_dir, problems)
-    mrrel = table_path(rrf_dir, "MRREL")
-    for number, row in read_table(mrrel, MRREL, problems):
-        head, rtype, tail, rela = edge_from_rrf(row.CUI1, row.REL, row.CUI2, row.RELA)
-        absent = [c for c in (head, tail) if c not in names]
-        if absent:
-            problems.report(mrrel, number, "dangling relation", f"{row.REL}/{row.RELA or '-'} names unknown concept {', '.join(absent)}")
-            continue
-        kg.add_relation(Relation(head, rtype, tail, row.REL, rela, row.SAB, support.get(row.RUI, 0)))
-    return kg
-
-
-def _read_support(rrf_dir: Path, problems: ProblemLog) -> dict[str, int]:
-    path = table_path(rrf_dir, "MRSAT")
-    if not path.exists():
-        return {}
-    support: dict[str, int] = {}
-    for number, row in read_table(path, MRSAT, problems, prefilter=f"|{SUPPORT_ATTRIBUTE}|".encode()):
-        if row.STYPE != "RUI" or row.ATN != SUPPORT_ATTRIBUTE:
-            continue
-        try:
-            support[row.METAUI] = int(row.ATV)
-        except ValueError:
-            problems.report(path, number, "bad value", f"SUPPORT of {row.METAUI} is {row.ATV!r}, not a count")
-    return support
+    """The RRF tables of `rrf_dir` (and medkg's support attributes in MRSAT, if present) as a graph."""
+    return KnowledgeGraph.from_tables(read_tables(rrf_dir, problems, semantic_types))

@@ -8,8 +8,9 @@ import pytest
 
 from kg.graph import read_graph
 from kg.problems import MalformedInputError, ProblemLog
-from kg.relations import edge_from_rrf, rrf_from_edge
+from kg.relations import rrf_from_edge
 from kg.rrf import MRCONSO, MRREL, RRFWriter, read_table
+from kg.tables import read_tables
 from kg.semgroups import read_semgroups
 from kg.umls import UMLSFilter, subset_umls
 
@@ -37,11 +38,19 @@ def test_strict_mode_stops_at_the_first_bad_line():
         list(read_table(META / "MRCONSO.RRF", MRCONSO, ProblemLog(strict=True)))
 
 
-def test_relationship_direction_round_trips():
-    for edge in [("a", "IS_A", "b", "isa"), ("a", "LOCATED_AT", "b", "located_at"), ("a", "RELATED_TO", "b", "has_finding_site")]:
-        assert edge_from_rrf(*rrf_from_edge(*edge)) == edge
-    # UMLS states hierarchy both ways; both rows read as the same child -> parent edge.
-    assert edge_from_rrf("P", "CHD", "C", "isa") == edge_from_rrf("C", "PAR", "P", "inverse_isa") == ("C", "IS_A", "P", "isa")
+def test_relationship_direction_round_trips(tmp_path):
+    edges = [("a", "IS_A", "b", "isa"), ("a", "LOCATED_AT", "b", "located_at"), ("b", "RELATED_TO", "c", "has_finding_site")]
+    rows = [rrf_from_edge(*edge) for edge in edges]
+    # UMLS states hierarchy both ways; a PAR row for the same pair folds into the CHD edge.
+    rows.append(("a", "PAR", "b", "inverse_isa"))
+    with RRFWriter(tmp_path / "kg") as writer:
+        for cui in "abc":
+            writer.write(MRCONSO(cui, "ENG", "P", "", "PF", "", "Y", f"A{cui}", "", "", "", "X", "PT", cui, f"term {cui}", "0", "N", ""))
+        for number, (cui1, rel, cui2, rela) in enumerate(rows):
+            writer.write(MRREL(cui1, "", "CUI", rel, cui2, "", "CUI", rela, f"R{number}", "", "X", "X", "", "", "N", ""))
+        writer.commit()
+    relations = read_tables(tmp_path / "kg", ProblemLog()).relations
+    assert sorted(zip(*(relations[c].to_pylist() for c in ("head", "type", "tail", "rela")))) == sorted(edges)
 
 
 def test_subset_filters_language_suppression_and_reports_dangling_relations(tmp_path, types):

@@ -13,7 +13,8 @@ from kg.graph import KnowledgeGraph, read_graph
 from kg.lookup import Hit
 from kg.open_graph import SEMGROUPS_FILE, BuildSummary, build_open_graph
 from kg.problems import ProblemLog
-from kg.semgroups import read_semgroups
+from kg.semgroups import SemanticType, read_semgroups
+from kg.tables import read_tables
 from kg.umls import SubsetSummary, UMLSFilter, subset_umls
 
 
@@ -46,16 +47,19 @@ def build_graph(
     raise ValueError(f"unknown source {source!r}: use 'open' or 'umls'")
 
 
-def read_kg(rrf_dir: Path, problems: ProblemLog | None = None, data_dir: Path | None = None) -> KnowledgeGraph:
+def _types(data_dir: Path | None = None) -> dict[str, SemanticType] | None:
     path = Path(data_dir or default_data_dir()) / SEMGROUPS_FILE
-    types = read_semgroups(path) if path.exists() else None
-    return read_graph(rrf_dir, problems if problems is not None else ProblemLog(), types)
+    return read_semgroups(path) if path.exists() else None
+
+
+def read_kg(rrf_dir: Path, problems: ProblemLog | None = None, data_dir: Path | None = None) -> KnowledgeGraph:
+    return read_graph(rrf_dir, problems if problems is not None else ProblemLog(), _types(data_dir))
 
 
 def load_graph(rrf_dir: Path, graph: str | None = None, problems: ProblemLog | None = None, progress: bool = True) -> LoadSummary:
-    kg = read_kg(rrf_dir, problems)
+    tables = read_tables(rrf_dir, problems if problems is not None else ProblemLog(), _types())
     with open_store(graph, read_only=False) as store:
-        return store.load(kg, progress=progress)
+        return store.load(tables, progress=progress)
 
 
 def lookup(text: str, limit: int = 10, graph: str | None = None) -> list[Hit]:

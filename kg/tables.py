@@ -1,0 +1,156 @@
+"""An RRF directory as two Arrow tables, concepts and relations, read in C++ and never row by row.
+
+This is the one place that decides what RRF rows mean as a graph; `read_graph` builds
+networkx from these tables, and database loads copy them straight in, so a UMLS-sized
+graph never has to exist as Python objects to be loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from .problems import MalformedInputError, ProblemLog
+from .relations import HIERARCHY_NARROWER_IS_CUI2, INVERSE_RELA, RELA_TYPES
+from .rrf import MRCONSO, MRDEF, MRREL, MRSAT, MRSTY, REQUIRED, SUPPORT_ATTRIBUTE, read_table, table_path
+from .semgroups import SemanticType
+
+STRINGS = pa.list_(pa.string())
+CONCEPT_SCHEMA = pa.schema([
+    ("id", pa.string()), ("name", pa.string()), ("synonyms", STRINGS), ("semantic_types", STRINGS),
+    ("group", pa.string()), ("definition", pa.string()), ("sources", STRINGS),
+])  # fmt: skip
+RELATION_SCHEMA = pa.schema([
+    ("head", pa.string()), ("tail", pa.string()), ("type", pa.string()), ("rel", pa.string()),
+    ("rela", pa.string()), ("source", pa.string()), ("support", pa.int64()),
+])  # fmt: skip
+
+
+@dataclass
+class GraphTables:
+    concepts: pa.Table  # CONCEPT_SCHEMA
+    relations: pa.Table  # RELATION_SCHEMA; one row per (head, type, tail, rela, source)
+
+
+def read_rrf(path: Path, row_type: type[NamedTuple], columns: list[str], problems: ProblemLog) -> pa.Table:
+    """`columns` of one RRF file plus its `line` numbers.
+
+    A clean file is parsed by Arrow's multi-threaded CSV reader; a file with any malformed
+    line goes through the streaming reader instead, which reports each bad line by number.
+    """
+    names = [*row_type._fields, "_end"]  # the trailing `|` makes one empty last column
+    clean = True
+
+    def invalid(_row: pcsv.InvalidRow) -> str:
+        nonlocal clean
+        clean = False
+        return "skip"
+
+    try:
+        table = pcsv.read_csv(
+            path,
+            read_options=pcsv.ReadOptions(column_names=names),
+            parse_options=pcsv.ParseOptions(delimiter="|", quote_char=False, escape_char=False, invalid_row_handler=invalid, ignore_empty_lines=False),
+            convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False, include_columns=columns),
+        )
+    except pa.ArrowInvalid:  # invalid UTF-8 anywhere fails the whole parse
+        clean = False
+    if clean:
+        return table.append_column("line", pa.array(range(1, table.num_rows + 1), pa.int64()))
+    rows = list(read_table(path, row_type, problems))
+    data = {c: pa.array([getattr(row, c) for _, row in rows], pa.string()) for c in columns}
+    return pa.table({**data, "line": pa.array([number for number, _ in rows], pa.int64())})
+
+
+def read_tables(rrf_dir: Path, problems: ProblemLog, semantic_types: dict[str, SemanticType] | None = None) -> GraphTables:
+    rrf_dir = Path(rrf_dir)
+    missing = [str(table_path(rrf_dir, t)) for t in REQUIRED if not table_path(rrf_dir, t).exists()]
+    if missing:
+        raise FileNotFoundError(f"not an RRF directory, missing: {', '.join(missing)}")
+    concepts = _concepts(rrf_dir, problems, semantic_types or {})
+    relations = _relations(rrf_dir, problems, concepts.column("id"))
+    return GraphTables(concepts, relations)
+
+
+def _first_per_concept(table: pa.Table, value: str) -> pa.Table:
+    return table.group_by("CUI", use_threads=False).aggregate([(value, "first")]).rename_columns(["CUI", value])
+
+
+def _concepts(rrf_dir: Path, problems: ProblemLog, semantic_types: dict[str, SemanticType]) -> pa.Table:
+    path = table_path(rrf_dir, "MRCONSO")
+    atoms = read_rrf(path, MRCONSO, ["CUI", "TS", "STT", "ISPREF", "SAB", "CODE", "STR"], problems)
+    if atoms.num_rows == 0:
+        raise MalformedInputError(f"{path}: no concepts could be read")
+    preferred = pc.and_(pc.and_(pc.equal(atoms["TS"], "P"), pc.equal(atoms["STT"], "PF")), pc.equal(atoms["ISPREF"], "Y"))
+    atoms = atoms.append_column("rank", pc.if_else(preferred, 0, 1)).append_column(
+        "code", pc.binary_join_element_wise(atoms["SAB"], atoms["CODE"], ":"))
+    # The preferred atom first, then file order: a concept's name is its first string.
+    atoms = atoms.sort_by([("CUI", "ascending"), ("rank", "ascending"), ("line", "ascending")])
+    grouped = atoms.group_by("CUI", use_threads=False).aggregate([("STR", "list"), ("code", "list")])
+    ids = grouped["CUI"].to_pylist()
+    strings, codes = grouped["STR_list"].to_pylist(), grouped["code_list"].to_pylist()
+    names = [s[0] for s in strings]
+    synonyms = [[x for x in dict.fromkeys(s[1:]) if x != s[0]] for s in strings]
+    sources = [list(dict.fromkeys(c)) for c in codes]
+
+    tuis = read_rrf(table_path(rrf_dir, "MRSTY"), MRSTY, ["CUI", "TUI"], problems)
+    tuis = dict(zip(*tuis.group_by("CUI", use_threads=False).aggregate([("TUI", "list")]).columns))
+    tuis = {k.as_py(): v.as_py() for k, v in tuis.items()}
+    types = [tuis.get(cid, []) for cid in ids]
+    groups = [semantic_types[t[0]].group if t and t[0] in semantic_types else "" for t in types]
+    definitions = _first_per_concept(read_rrf(table_path(rrf_dir, "MRDEF"), MRDEF, ["CUI", "DEF"], problems), "DEF")
+    definition_of = dict(zip(definitions["CUI"].to_pylist(), definitions["DEF"].to_pylist()))
+    return pa.table([ids, names, synonyms, types, groups, [definition_of.get(c, "") for c in ids], sources], schema=CONCEPT_SCHEMA)
+
+
+def _relations(rrf_dir: Path, problems: ProblemLog, concept_ids: pa.ChunkedArray) -> pa.Table:
+    path = table_path(rrf_dir, "MRREL")
+    rows = read_rrf(path, MRREL, ["CUI1", "REL", "CUI2", "RELA", "RUI", "SAB"], problems)
+    rel, rela = rows["REL"], rows["RELA"]
+    hierarchy = pc.is_in(rel, value_set=pa.array(list(HIERARCHY_NARROWER_IS_CUI2)))
+    cui2_first = pc.or_(pc.invert(hierarchy), pc.is_in(rel, value_set=pa.array([r for r, v in HIERARCHY_NARROWER_IS_CUI2.items() if v])))
+    head = pc.if_else(cui2_first, rows["CUI2"], rows["CUI1"])
+    tail = pc.if_else(cui2_first, rows["CUI1"], rows["CUI2"])
+    rela = pc.if_else(pc.and_(hierarchy, pc.equal(rela, "inverse_isa")), INVERSE_RELA["inverse_isa"], rela)
+    mapped = pc.take(pa.array(list(RELA_TYPES.values())), pc.index_in(rela, value_set=pa.array(list(RELA_TYPES))))
+    rtype = pc.if_else(hierarchy, "IS_A", pc.fill_null(mapped, "RELATED_TO"))
+    support = _support(rrf_dir, problems)
+    counts = pc.take(support["count"], pc.index_in(rows["RUI"], value_set=support["RUI"])) if support.num_rows else None
+    relations = pa.table({
+        "head": head, "tail": tail, "type": rtype, "rel": rel, "rela": rela, "source": rows["SAB"],
+        "support": pc.fill_null(counts, 0) if counts is not None else pa.array([0] * rows.num_rows, pa.int64()),
+        "line": rows["line"],
+    })  # fmt: skip
+    ids = concept_ids.combine_chunks()
+    known = pc.and_(pc.is_in(relations["head"], value_set=ids), pc.is_in(relations["tail"], value_set=ids))
+    for row in relations.filter(pc.invert(known)).to_pylist():
+        absent = ", ".join(c for c in (row["head"], row["tail"]) if not pc.is_in(pa.array([c]), value_set=ids)[0].as_py())
+        problems.report(path, row["line"], "dangling relation", f"{row['rel']}/{row['rela'] or '-'} names unknown concept {absent}")
+    relations = relations.filter(known)
+    # UMLS states hierarchy both ways (PAR and CHD): one edge per (head, type, tail, rela, source).
+    key = ["head", "type", "tail", "rela", "source"]
+    folded = relations.group_by(key, use_threads=False).aggregate([("rel", "first"), ("support", "max"), ("line", "min")])
+    folded = folded.rename_columns([*key, "rel", "support", "line"]).sort_by("line")
+    return folded.select(RELATION_SCHEMA.names).cast(RELATION_SCHEMA)
+
+
+def _support(rrf_dir: Path, problems: ProblemLog) -> pa.Table:
+    """Relationship support counts medkg keeps in MRSAT (STYPE=RUI, ATN=SUPPORT), by RUI."""
+    path = table_path(rrf_dir, "MRSAT")
+    ruis: list[str] = []
+    counts: list[int] = []
+    if path.exists():
+        for number, row in read_table(path, MRSAT, problems, prefilter=f"|{SUPPORT_ATTRIBUTE}|".encode()):
+            if row.STYPE != "RUI" or row.ATN != SUPPORT_ATTRIBUTE:
+                continue
+            try:
+                counts.append(int(row.ATV))
+                ruis.append(row.METAUI)
+            except ValueError:
+                problems.report(path, number, "bad value", f"SUPPORT of {row.METAUI} is {row.ATV!r}, not a count")
+    return pa.table({"RUI": pa.array(ruis, pa.string()), "count": pa.array(counts, pa.int64())})
