@@ -77,8 +77,16 @@ def read_tables(rrf_dir: Path, problems: ProblemLog, semantic_types: dict[str, S
     return GraphTables(concepts, relations)
 
 
-def _first_per_concept(table: pa.Table, value: str) -> pa.Table:
-    return table.group_by("CUI", use_threads=False).aggregate([(value, "first")]).rename_columns(["CUI", value])
+def _lists(table: pa.Table, key: str, value: str, order: list[str]) -> pa.Table:
+    """`key` -> list of distinct `value`s, each at its first position by `order`."""
+    first = table.group_by([key, value]).aggregate([(c, "min") for c in order])  # order-free: threads are fine
+    first = first.sort_by([(key, "ascending"), *((f"{c}_min", "ascending") for c in order)])
+    return first.group_by(key, use_threads=False).aggregate([(value, "list")])
+
+
+def _per_concept(ids: pa.Array, keys: pa.ChunkedArray, values: pa.ChunkedArray) -> pa.Array:
+    """`values` aligned to `ids` (null where a concept has none)."""
+    return pc.take(values, pc.index_in(ids, value_set=keys))
 
 
 def _concepts(rrf_dir: Path, problems: ProblemLog, semantic_types: dict[str, SemanticType]) -> pa.Table:
@@ -90,22 +98,24 @@ def _concepts(rrf_dir: Path, problems: ProblemLog, semantic_types: dict[str, Sem
     atoms = atoms.append_column("rank", pc.if_else(preferred, 0, 1)).append_column(
         "code", pc.binary_join_element_wise(atoms["SAB"], atoms["CODE"], ":"))
     # The preferred atom first, then file order: a concept's name is its first string.
-    atoms = atoms.sort_by([("CUI", "ascending"), ("rank", "ascending"), ("line", "ascending")])
-    grouped = atoms.group_by("CUI", use_threads=False).aggregate([("STR", "list"), ("code", "list")])
-    ids = grouped["CUI"].to_pylist()
-    strings, codes = grouped["STR_list"].to_pylist(), grouped["code_list"].to_pylist()
-    names = [s[0] for s in strings]
-    synonyms = [[x for x in dict.fromkeys(s[1:]) if x != s[0]] for s in strings]
-    sources = [list(dict.fromkeys(c)) for c in codes]
+    strings = _lists(atoms, "CUI", "STR", ["rank", "line"])
+    codes = _lists(atoms, "CUI", "code", ["line"])
+    ids = strings["CUI"].combine_chunks()
+    names = pc.list_element(strings["STR_list"], 0)
+    synonyms = pc.list_slice(strings["STR_list"], 1)
 
-    tuis = read_rrf(table_path(rrf_dir, "MRSTY"), MRSTY, ["CUI", "TUI"], problems)
-    tuis = dict(zip(*tuis.group_by("CUI", use_threads=False).aggregate([("TUI", "list")]).columns))
-    tuis = {k.as_py(): v.as_py() for k, v in tuis.items()}
-    types = [tuis.get(cid, []) for cid in ids]
-    groups = [semantic_types[t[0]].group if t and t[0] in semantic_types else "" for t in types]
-    definitions = _first_per_concept(read_rrf(table_path(rrf_dir, "MRDEF"), MRDEF, ["CUI", "DEF"], problems), "DEF")
-    definition_of = dict(zip(definitions["CUI"].to_pylist(), definitions["DEF"].to_pylist()))
-    return pa.table([ids, names, synonyms, types, groups, [definition_of.get(c, "") for c in ids], sources], schema=CONCEPT_SCHEMA)
+    sty = read_rrf(table_path(rrf_dir, "MRSTY"), MRSTY, ["CUI", "TUI"], problems)
+    sty = sty.group_by("CUI", use_threads=False).aggregate([("TUI", "list"), ("TUI", "first")])
+    types = pc.fill_null(_per_concept(ids, sty["CUI"], sty["TUI_list"]), pa.scalar([], STRINGS))
+    first_type = _per_concept(ids, sty["CUI"], sty["TUI_first"])
+    known = pa.array(list(semantic_types), pa.string())
+    group_of = pa.array([t.group for t in semantic_types.values()], pa.string())
+    groups = pc.fill_null(pc.take(group_of, pc.index_in(first_type, value_set=known)), "")
+    definitions = read_rrf(table_path(rrf_dir, "MRDEF"), MRDEF, ["CUI", "DEF"], problems)
+    definitions = definitions.group_by("CUI", use_threads=False).aggregate([("DEF", "first")])
+    definition = pc.fill_null(_per_concept(ids, definitions["CUI"], definitions["DEF_first"]), "")
+    sources = _per_concept(ids, codes["CUI"], codes["code_list"])
+    return pa.Table.from_arrays([ids, names, synonyms, types, groups, definition, sources], schema=CONCEPT_SCHEMA)
 
 
 def _relations(rrf_dir: Path, problems: ProblemLog, concept_ids: pa.ChunkedArray) -> pa.Table:
@@ -134,7 +144,7 @@ def _relations(rrf_dir: Path, problems: ProblemLog, concept_ids: pa.ChunkedArray
     relations = relations.filter(known)
     # UMLS states hierarchy both ways (PAR and CHD): one edge per (head, type, tail, rela, source).
     key = ["head", "type", "tail", "rela", "source"]
-    folded = relations.group_by(key, use_threads=False).aggregate([("rel", "first"), ("support", "max"), ("line", "min")])
+    folded = relations.group_by(key).aggregate([("rel", "min"), ("support", "max"), ("line", "min")])
     folded = folded.rename_columns([*key, "rel", "support", "line"]).sort_by("line")
     return folded.select(RELATION_SCHEMA.names).cast(RELATION_SCHEMA)
 
