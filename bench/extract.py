@@ -64,7 +64,6 @@ import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
-from tests.iu_mesh import LABELS, Scores, mesh_labels, score  # noqa: E402
 from extract import matcher as matcher_module  # noqa: E402
 from extract import sections as sections_module  # noqa: E402
 from extract import sentences as sentences_module  # noqa: E402
@@ -78,6 +77,7 @@ from kg import normalize  # noqa: E402
 from kg.problems import ProblemLog  # noqa: E402
 from kg.semgroups import read_semgroups  # noqa: E402
 from medkg.api.kg import semgroups_path  # noqa: E402
+from tests.iu_mesh import LABELS, Scores, mesh_labels, score  # noqa: E402
 
 GOAL_RATE = 500.0
 GOAL_SPEEDUP = 3.0

@@ -52,8 +52,6 @@ for a present finding that no cue covers.
 from __future__ import annotations
 
 import bisect
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -73,6 +71,7 @@ from extract.lexicon import (
     load_triggers,
 )
 from extract.model import AssertionResult
+from kg.atomic import atomic_open
 from kg.problems import ProblemLog
 
 DEFAULT_MAX_SCOPE = 15
@@ -348,25 +347,13 @@ def write_assertions_tsv(in_path: Path, out_path: Path, engine: AssertionEngine,
     as a miss instead of silently scoring fewer rows (a row without even an id is only reported);
     blank lines are skipped.  A first line that is not the `id, target, sentence` header is reported
     and, when it has 3 columns, read as data.  The output goes to a temporary file beside `out_path`
-    that is moved into place (`os.replace`) only when all went well, so a failed run (a missing input,
-    a strict `ProblemLog`) never leaves a partial file.  Returns the number of rows asserted.
+    that is moved into place only when all went well (`kg.atomic.atomic_open`), so a failed run (a
+    missing input, a strict `ProblemLog`) never leaves a partial file.  Returns the number of rows asserted.
     """
     in_path, out_path = Path(in_path), Path(out_path)
     problems = problems if problems is not None else ProblemLog()
-    with open(in_path, encoding="utf-8-sig", newline="") as src:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-                asserted = _assert_rows(src, out, in_path, engine, problems)
-            os.replace(tmp, out_path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-    return asserted
+    with open(in_path, encoding="utf-8-sig", newline="") as src, atomic_open(out_path, "w", encoding="utf-8", newline="\n") as out:
+        return _assert_rows(src, out, in_path, engine, problems)
 
 
 def _assert_rows(src, out, in_path: Path, engine: AssertionEngine, problems: ProblemLog) -> int:

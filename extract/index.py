@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
 from tqdm import tqdm
 
+from kg.atomic import replace_directory, sibling_directory
 from kg.normalize import name_key
 from kg.problems import ProblemLog
 from kg.rrf import MRCONSO, MRSTY, read_table, table_path
@@ -132,16 +131,13 @@ def build_index(rrf_dir: Path, target: Path, types: dict[str, SemanticType], sta
     vocabulary = frozenset(word for key in terms for word in key.split())
     max_tokens = max(len(key.split()) for key in terms)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = sibling_directory(target)
     try:
         _write_quickumls(tmp / QUICKUMLS_DIR, strings, concepts, progress)
         with open(tmp / "terms.pkl", "wb") as handle:
             pickle.dump((terms, concepts, vocabulary, max_tokens), handle, protocol=pickle.HIGHEST_PROTOCOL)
         (tmp / "index.json").write_text(json.dumps(stamp))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        replace_directory(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

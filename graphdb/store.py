@@ -15,14 +15,18 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from kg.graph import KnowledgeGraph
-from kg.tables import GraphTables
 from kg.lookup import Hit, NameIndex
+from kg.tables import GraphTables
 
 from .readonly import ReadOnlyError, refuse_writes
 from .schema import (
-    CONCEPT_PROPERTIES, MENTION_PROPERTIES, RELATIONSHIP_PROPERTIES, RELATIONSHIP_TYPES, REPORT_PROPERTIES, check_relationship_types,
+    CONCEPT_PROPERTIES,
+    MENTION_PROPERTIES,
+    RELATIONSHIP_PROPERTIES,
+    RELATIONSHIP_TYPES,
+    REPORT_PROPERTIES,
+    check_relationship_types,
 )
-
 
 _CUI_OR_CODE = re.compile(r"^(C\d{7}|[A-Z][A-Z0-9_]*:\S+)$")
 

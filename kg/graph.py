@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
-
 import pyarrow as pa
 
 from .problems import ProblemLog

@@ -9,13 +9,12 @@ to CUI1 (`CUI1|..|CHD|CUI2|..|isa` reads "CUI2 isa CUI1").
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from .atomic import replace_directory, sibling_directory
 from .problems import ProblemLog
 
 
@@ -153,9 +152,7 @@ class RRFWriter:
 
     def __init__(self, out_dir: Path):
         self.out_dir = Path(out_dir)
-        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.", dir=self.out_dir.parent))
-        self._tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary directory
+        self._tmp = sibling_directory(self.out_dir)
         self._handles = {name: open(table_path(self._tmp, name), "w", encoding="utf-8", newline="\n") for name in TABLES}
         self.counts = dict.fromkeys(TABLES, 0)
 
@@ -175,13 +172,7 @@ class RRFWriter:
         self._close()
         if self.counts["MRSAT"] == 0:
             table_path(self._tmp, "MRSAT").unlink()
-        old = None
-        if self.out_dir.exists():
-            old = self.out_dir.with_name(f".{self.out_dir.name}.old-{os.getpid()}")
-            os.replace(self.out_dir, old)
-        os.replace(self._tmp, self.out_dir)
-        if old is not None:
-            shutil.rmtree(old)
+        replace_directory(self._tmp, self.out_dir)
         return self.out_dir
 
     def abort(self) -> None:

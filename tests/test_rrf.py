@@ -10,8 +10,8 @@ from kg.graph import read_graph
 from kg.problems import MalformedInputError, ProblemLog
 from kg.relations import rrf_from_edge
 from kg.rrf import MRCONSO, MRREL, RRFWriter, read_table
-from kg.tables import read_tables
 from kg.semgroups import read_semgroups
+from kg.tables import read_tables
 from kg.umls import UMLSFilter, subset_umls
 
 META = Path(__file__).parent / "fixtures" / "umls-mini"

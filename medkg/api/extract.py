@@ -10,7 +10,7 @@ from pathlib import Path
 
 from extract.assertion import AssertionEngine, write_assertions_tsv
 from extract.index import ConceptIndex, ensure_index
-from extract.labels import load_label_set, label_report
+from extract.labels import label_report, load_label_set
 from extract.model import Mention, Report
 from extract.pipeline import ExtractionConfig, extract_reports
 from extract.sections import default_lexicon_dir
