@@ -19,11 +19,11 @@ from tqdm import tqdm
 
 from kg.atomic import replace_directory, sibling_directory
 from kg.normalize import name_key
-from kg.problems import ProblemLog
+from kg.problems import MalformedInputError, ProblemLog
 from kg.rrf import MRCONSO, MRSTY, read_table, table_path
 from kg.semgroups import SemanticType
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 # Qualifiers, activities, organisations, places, organisms and genes are not report findings.
 EXCLUDED_GROUPS = frozenset({"CONC", "ACTI", "OCCU", "ORGA", "GEOG", "LIVB", "GENE"})
 # CheXpert mention lists are labeler triggers and word stems ("atelecta", "the heart"), not names.
@@ -48,7 +48,6 @@ class ConceptIndex:
     terms: dict[str, tuple[str, ...]]  # name_key -> concept ids, the concept whose preferred name it is first
     concepts: dict[str, ConceptInfo]
     vocabulary: frozenset[str]  # every normalised word of every term: words outside it may be misspelt
-    max_tokens: int
 
     @property
     def quickumls_path(self) -> Path:
@@ -64,10 +63,12 @@ class ConceptIndex:
         return ids[0] if ids else None
 
 
-def fingerprint(rrf_dir: Path) -> dict[str, object]:
+def fingerprint(rrf_dir: Path, types: dict[str, SemanticType]) -> dict[str, object]:
+    """What the index depends on: the RRF files, the stop words and the semantic groups."""
     rrf_dir = Path(rrf_dir).resolve()
     stats = {t: [table_path(rrf_dir, t).stat().st_size, table_path(rrf_dir, t).stat().st_mtime_ns] for t in ("MRCONSO", "MRSTY")}
-    return {"version": INDEX_VERSION, "rrf_dir": str(rrf_dir), "files": stats}
+    inputs = "\n".join(sorted(stopwords())) + "".join(f"{t.tui}{t.group}" for t in sorted(types.values(), key=lambda t: t.tui))
+    return {"version": INDEX_VERSION, "rrf_dir": str(rrf_dir), "files": stats, "inputs": hashlib.sha1(inputs.encode()).hexdigest()}
 
 
 def index_dir(rrf_dir: Path, home: Path) -> Path:
@@ -81,7 +82,7 @@ def ensure_index(rrf_dir: Path, home: Path, types: dict[str, SemanticType], rebu
         if not table_path(rrf_dir, table).exists():
             raise FileNotFoundError(f"not an RRF directory, missing: {table_path(rrf_dir, table)}")
     target = index_dir(rrf_dir, home)
-    stamp = fingerprint(rrf_dir)
+    stamp = fingerprint(rrf_dir, types)
     manifest = target / "index.json"
     if not rebuild and manifest.exists() and json.loads(manifest.read_text()) == stamp:
         return load_index(target), False
@@ -91,8 +92,8 @@ def ensure_index(rrf_dir: Path, home: Path, types: dict[str, SemanticType], rebu
 
 def load_index(directory: Path) -> ConceptIndex:
     with open(directory / "terms.pkl", "rb") as handle:
-        terms, concepts, vocabulary, max_tokens = pickle.load(handle)
-    return ConceptIndex(directory, terms, concepts, vocabulary, max_tokens)
+        terms, concepts, vocabulary = pickle.load(handle)
+    return ConceptIndex(directory, terms, concepts, vocabulary)
 
 
 def build_index(rrf_dir: Path, target: Path, types: dict[str, SemanticType], stamp: dict[str, object], progress: bool = True) -> None:
@@ -128,14 +129,16 @@ def build_index(rrf_dir: Path, target: Path, types: dict[str, SemanticType], sta
         ids = [cui for preferred, cui in sorted(entries, key=lambda e: not e[0]) if concepts[cui].group and concepts[cui].group not in EXCLUDED_GROUPS]
         if ids:
             terms[key] = tuple(dict.fromkeys(ids))
+    if not terms:
+        raise MalformedInputError(f"{table_path(rrf_dir, 'MRCONSO')}: no term of a finding, anatomy, device or procedure to index "
+                                  "(are the semantic types in MRSTY.RRF known to the semantic groups file?)")
     vocabulary = frozenset(word for key in terms for word in key.split())
-    max_tokens = max(len(key.split()) for key in terms)
 
     tmp = sibling_directory(target)
     try:
         _write_quickumls(tmp / QUICKUMLS_DIR, strings, concepts, progress)
         with open(tmp / "terms.pkl", "wb") as handle:
-            pickle.dump((terms, concepts, vocabulary, max_tokens), handle, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((terms, concepts, vocabulary), handle, protocol=pickle.HIGHEST_PROTOCOL)
         (tmp / "index.json").write_text(json.dumps(stamp))
         replace_directory(tmp, target)
     except BaseException:

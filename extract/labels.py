@@ -20,7 +20,7 @@ from kg.problems import ProblemLog
 from kg.tables import read_tables
 
 from .index import ConceptIndex
-from .model import Mention, Report
+from .model import NOT_FINDINGS, Mention, Report
 
 log = logging.getLogger(__name__)
 CONTEXT_CHARS = 40
@@ -111,7 +111,7 @@ def label_report(report: Report, mentions: list[Mention], label_set: LabelSet) -
                              else ABSENT if "absent" in states else NOT_MENTIONED)
     abnormal = any(v in (PRESENT, UNCERTAIN) for k, v in values.items() if k not in label_set.normal_ignores)
     stated = any(label_set.normal_statements.search(report.text, s.start, s.end)
-                 for s in report.sections if s.name not in ("INDICATION", "HISTORY")) if report.sections else \
+                 for s in report.sections if s.name not in NOT_FINDINGS) if report.sections else \
         bool(label_set.normal_statements.search(report.text))
     values[label_set.normal_label] = PRESENT if stated and not abnormal else NOT_MENTIONED
     return values

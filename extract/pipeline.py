@@ -78,9 +78,10 @@ class Extractor:
 _worker: Extractor | None = None
 
 
-def _init_worker(config: ExtractionConfig) -> None:
+def _set_worker(extractor: Extractor | ExtractionConfig) -> None:
+    """Forked workers inherit the parent's extractor; spawned ones build their own from the config."""
     global _worker
-    _worker = Extractor(config)
+    _worker = extractor if isinstance(extractor, Extractor) else Extractor(extractor)
 
 
 def _extract(report: Report) -> tuple[Report, list[Mention]]:
@@ -93,16 +94,21 @@ def extract_reports(
 ) -> Iterator[tuple[Report, list[Mention]]]:
     """(report, mentions) in input order; unreadable reports go to `problems` and are skipped."""
     reports = iter_reports(path, problems)
+    # Built here, before any worker exists: a bad lexicon or index fails once, with its message,
+    # instead of failing in every worker start (which a process pool retries forever).
+    extractor = Extractor(config)
     bar = tqdm(desc="extracting", unit=" reports", disable=not progress, mininterval=0.5)
     try:
         if workers <= 1:
-            extractor = Extractor(config)
             for report in reports:
                 yield report, extractor.mentions(report)
                 bar.update()
             return
-        context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with context.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
+        fork = "fork" in mp.get_all_start_methods()
+        if fork:
+            _set_worker(extractor)
+        context = mp.get_context("fork" if fork else "spawn")
+        with context.Pool(workers, initializer=None if fork else _set_worker, initargs=() if fork else (config,)) as pool:
             # The next batch is read and submitted before this one is yielded, so workers never
             # wait for the main process; at most two batches are in memory.
             pending = None

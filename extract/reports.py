@@ -128,6 +128,7 @@ def _csv_reports(path: Path, problems: ProblemLog, splitter: SectionSplitter) ->
 
 
 def _txt_reports(path: Path, problems: ProblemLog, splitter: SectionSplitter) -> Iterator[Report]:
+    seen: dict[str, Path] = {}
     for file in sorted(path.rglob("*.txt")):
         if not file.is_file():
             continue
@@ -145,5 +146,9 @@ def _txt_reports(path: Path, problems: ProblemLog, splitter: SectionSplitter) ->
         if not text.strip():
             problems.report(file, None, "empty report", "no text, skipped")
             continue
+        if file.stem in seen:
+            problems.report(file, None, "duplicate id", f"report {file.stem!r} seen before in {seen[file.stem]}, skipped")
+            continue
+        seen[file.stem] = file
         yield Report(file.stem, text, "txt", splitter.split(text))
 

@@ -20,13 +20,13 @@ are left out, so no section is empty; a text with no words has no sections.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
 from extract.model import Section
+from kg.paths import default_data_dir
 
 __all__ = ["CANONICAL", "SectionSplitter", "canonical_name", "default_lexicon_dir", "default_splitter", "split_sections"]
 
@@ -104,8 +104,8 @@ def _within_one(word: str, keyword: str) -> bool:
 
 
 def default_lexicon_dir() -> Path:
-    """`$MEDKG_DATA_DIR/lexicons`, else `../shared/data/lexicons` (the project layout, as `medkg.api.default_data_dir`)."""
-    return Path(os.environ.get("MEDKG_DATA_DIR") or "../shared/data") / "lexicons"
+    """The `lexicons` folder of `kg.paths.default_data_dir()`."""
+    return default_data_dir() / "lexicons"
 
 
 class SectionSplitter:

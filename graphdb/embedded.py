@@ -30,7 +30,7 @@ from .schema import (
     REPORT,
     REPORT_PROPERTIES,
 )
-from .store import GraphStore, PathStep, TableLoad
+from .store import GraphDBError, GraphStore, PathStep, TableLoad
 
 UPDATE_BATCH = 10_000
 
@@ -61,7 +61,10 @@ class EmbeddedStore(GraphStore):
         if read_only and not self.location.exists():
             raise FileNotFoundError(f"no graph database at {self.location}; load one first with `medkg kg load DIR`")
         self.location.parent.mkdir(parents=True, exist_ok=True)
-        self._db = ladybug.Database(str(self.location), read_only=read_only)
+        try:
+            self._db = ladybug.Database(str(self.location), read_only=read_only)
+        except RuntimeError as error:  # locked by another writer, a damaged file, ...
+            raise GraphDBError(f"cannot open {self.location}: {error}") from error
         self._conn = ladybug.Connection(self._db)
 
     def close(self) -> None:
@@ -74,7 +77,7 @@ class EmbeddedStore(GraphStore):
         except RuntimeError as error:
             if "read-only" in str(error):
                 raise ReadOnlyError(f"refused: {self.uri} is opened read-only ({error}). Nothing was changed.") from error
-            raise
+            raise GraphDBError(f"{self.uri}: {error}") from error
         columns = result.get_column_names()
         rows = []
         while result.has_next():
@@ -160,7 +163,7 @@ class EmbeddedStore(GraphStore):
 
     def _shortest_path(self, a: str, b: str, max_depth: int) -> list[PathStep]:
         result = self._conn.execute(
-            f"MATCH p = (a:{CONCEPT} {{id: $a}})-[* SHORTEST 1..{int(max_depth)}]-(b:{CONCEPT} {{id: $b}}) RETURN p",
+            f"MATCH p = (a:{CONCEPT} {{id: $a}})-[:{'|'.join(RELATIONSHIP_TYPES)}* SHORTEST 1..{int(max_depth)}]-(b:{CONCEPT} {{id: $b}}) RETURN p",
             {"a": a, "b": b},
         )
         if not result.has_next():

@@ -14,8 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow as pa
 from tqdm import tqdm
 
-from .schema import CONCEPT, CONCEPT_PROPERTIES, MENTIONS, REPORT
-from .store import GraphStore, PathStep, TableLoad
+from .readonly import ReadOnlyError
+from .schema import CONCEPT, CONCEPT_PROPERTIES, MENTIONS, RELATIONSHIP_TYPES, REPORT
+from .store import GraphDBError, GraphStore, PathStep, TableLoad
 
 BATCH = 10_000
 
@@ -63,7 +64,7 @@ def load_relationships_statement(rel_type: str) -> str:
 
 def shortest_path_statement(max_depth: int) -> str:
     return (
-        f"MATCH p = shortestPath((a:{CONCEPT} {{id: $a}})-[*..{int(max_depth)}]-(b:{CONCEPT} {{id: $b}})) "
+        f"MATCH p = shortestPath((a:{CONCEPT} {{id: $a}})-[:{'|'.join(RELATIONSHIP_TYPES)}*..{int(max_depth)}]-(b:{CONCEPT} {{id: $b}})) "
         "RETURN [n IN nodes(p) | n {.id, .name}] AS nodes, "
         "[r IN relationships(p) | {type: type(r), start: startNode(r).id}] AS rels"
     )
@@ -117,8 +118,15 @@ class Neo4jStore(GraphStore):
             return [{k: _plain(v) for k, v in record.items()} for record in result]
 
         mode = neo4j.WRITE_ACCESS if write else neo4j.READ_ACCESS
-        with self._driver.session(database=self.database, default_access_mode=mode) as session:
-            return session.execute_write(work) if write else session.execute_read(work)
+        try:
+            with self._driver.session(database=self.database, default_access_mode=mode) as session:
+                return session.execute_write(work) if write else session.execute_read(work)
+        except neo4j.exceptions.Neo4jError as error:
+            if "AccessMode" in (error.code or ""):
+                raise ReadOnlyError(f"refused: {self.uri} read session ({error.message}). Nothing was changed.") from error
+            raise GraphDBError(f"{self.uri}: {error.code}: {error.message}") from error
+        except neo4j.exceptions.DriverError as error:  # unreachable server, bad credentials, ...
+            raise GraphDBError(f"{self.uri}: {error}") from error
 
     def ensure_schema(self) -> None:
         for statement in SCHEMA_STATEMENTS:

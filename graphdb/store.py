@@ -6,7 +6,7 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,15 @@ from .schema import (
     REPORT_PROPERTIES,
     check_relationship_types,
 )
+
+
+class GraphDBError(RuntimeError):
+    """What the database said, without a traceback: a syntax error, a lock, a lost connection."""
+
+
+class ConceptNotFoundError(LookupError):
+    pass
+
 
 _CUI_OR_CODE = re.compile(r"^(C\d{7}|[A-Z][A-Z0-9_]*:\S+)$")
 
@@ -203,12 +212,21 @@ class GraphStore(ABC):
                     summary.tables[rel_type] = _timed(self._load_relationships, rel_type, table, bar)
         return summary
 
-    def link_mentions(self, rows: list[dict[str, Any]]) -> dict[str, TableLoad]:
+    def link_mentions(self, rows: list[dict[str, Any]], rejected: list[tuple[str, str]] | None = None) -> dict[str, TableLoad]:
         """Merge `(:Report)-[:MENTIONS {assertion, section, count}]->(:Concept)`; rows name report, source,
-        concept, assertion, section and count. Linking the same reports twice changes nothing."""
+        concept, assertion, section and count. Linking the same reports twice changes nothing.
+
+        Mentions of concepts the database does not hold (reports extracted with another graph's
+        index) are left out and listed in `rejected`, before anything is written."""
         if self.read_only:
             raise ReadOnlyError(f"{self.uri} is opened read-only; cannot link reports")
         self.ensure_schema()
+        wanted = sorted({row["concept"] for row in rows})
+        stored = {r["id"] for r in self._run("MATCH (c:Concept) WHERE c.id IN $ids RETURN c.id AS id", {"ids": wanted})}
+        unknown = [row for row in rows if row["concept"] not in stored]
+        if rejected is not None:
+            rejected += [(f"report {row['report']!r} mentions {row['concept']!r}", "concept not in the graph database") for row in unknown]
+        rows = [row for row in rows if row["concept"] in stored]
         reports = {row["report"]: row["source"] for row in rows}
         report_table = pa.table({"id": list(reports), "source": list(reports.values())}, schema=REPORT_SCHEMA)
         mention_table = pa.table({
@@ -230,7 +248,7 @@ class GraphStore(ABC):
     def require_concept(self, concept_id: str) -> dict[str, Any]:
         concept = self.concept(concept_id)
         if concept is None:
-            raise KeyError(f"no concept with id {concept_id!r} in {self.uri}; find ids with `medkg kg lookup`")
+            raise ConceptNotFoundError(f"no concept with id {concept_id!r} in {self.uri}; find ids with `medkg kg lookup`")
         return concept
 
     def name_index(self) -> NameIndex:
@@ -249,6 +267,8 @@ class GraphStore(ABC):
 
     def neighbors(self, concept_id: str, depth: int = 1, rel_types: list[str] | None = None, limit: int = 500) -> list[Neighbor]:
         """Concepts within `depth` hops, each at its shortest distance, breadth first."""
+        if depth < 1:
+            raise ValueError(f"--depth must be at least 1, got {depth}")
         self.require_concept(concept_id)
         pattern = "|".join(check_relationship_types(rel_types))
         seen = {concept_id}
@@ -278,6 +298,8 @@ class GraphStore(ABC):
 
     def path(self, a: str, b: str, max_depth: int = 6) -> list[PathStep]:
         """A shortest path between two concepts, ignoring direction; empty when none is that short."""
+        if max_depth < 1:
+            raise ValueError(f"--max-depth must be at least 1, got {max_depth}")
         self.require_concept(a)
         self.require_concept(b)
         if a == b:
@@ -285,5 +307,3 @@ class GraphStore(ABC):
             return [PathStep(a, concept["name"], None, None)]
         return self._shortest_path(a, b, max_depth)
 
-    def iter_concepts(self) -> Iterator[dict[str, Any]]:
-        yield from self._run("MATCH (c:Concept) RETURN c ORDER BY c.id")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from platformdirs import user_data_dir
 
@@ -21,14 +22,21 @@ def default_graph_uri() -> str:
     return os.environ.get("MEDKG_GRAPH") or f"embedded://{medkg_home() / 'graph'}"
 
 
+def redacted(uri: str) -> str:
+    """The URI without `user:password@`, for messages and logs."""
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1])) if "@" in parts.netloc else uri
+
+
 def open_store(uri: str | None = None, read_only: bool = True) -> GraphStore:
     uri = uri or default_graph_uri()
-    if uri.startswith("embedded://"):
+    scheme = uri.split("://", 1)[0].lower() + "://" if "://" in uri else ""
+    if scheme == "embedded://":
         from .embedded import EmbeddedStore
 
-        return EmbeddedStore(uri.removeprefix("embedded://"), read_only=read_only)
-    if uri.startswith(NEO4J_SCHEMES):
+        return EmbeddedStore(uri.split("://", 1)[1], read_only=read_only)
+    if scheme in NEO4J_SCHEMES:
         from .neo4j_store import Neo4jStore
 
-        return Neo4jStore.from_environment(uri, read_only=read_only)
-    raise ValueError(f"unknown graph URI {uri!r}: use embedded://PATH or a Neo4j URI ({', '.join(NEO4J_SCHEMES)})")
+        return Neo4jStore.from_environment(scheme + uri.split("://", 1)[1], read_only=read_only)
+    raise ValueError(f"unknown graph URI {redacted(uri)!r}: use embedded://PATH or a Neo4j URI ({', '.join(NEO4J_SCHEMES)})")

@@ -1,7 +1,8 @@
 """The in-memory knowledge graph: a networkx MultiDiGraph with typed concepts and relations.
 
-Every graph, from a UMLS release or from the open vocabularies, is read from RRF by
-`read_graph`, so downstream code (database loads, embeddings, entity linking) has one input.
+Every graph, from a UMLS release or from the open vocabularies, is read from RRF through
+`kg.tables.read_tables`; `read_graph` builds the networkx graph that embeddings and exports
+use from those tables, and database loads take the tables themselves.
 """
 
 from __future__ import annotations

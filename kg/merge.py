@@ -79,10 +79,9 @@ def merge(
         for xref in c.xrefs:
             if xref in by_key:
                 uf.union(xref, c.key)
-        join_on(f"name:{name_key(c.name)}", c.key)
-        natural = uninvert(c.name)
-        if natural != c.name:
-            join_on(f"name:{name_key(natural)}", c.key)
+        for name in {c.name, uninvert(c.name)}:
+            if key := name_key(name):  # a name of symbols only ("±") says nothing about identity
+                join_on(f"name:{key}", c.key)
 
     groups: dict[str, list[SourceConcept]] = {}
     for c in concepts:

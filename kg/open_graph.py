@@ -6,7 +6,6 @@ concept index serve both this graph and a licensed UMLS release.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +30,6 @@ SOURCE_FILES = {
     "IUXRAY": (iu_xray, "iu-xray/NLMCXR_reports.tgz"),
 }
 SEMGROUPS_FILE = "vocab/umls/SemGroups.txt"
-MANIFEST = "medkg.json"
 
 
 @dataclass
@@ -90,12 +88,10 @@ def build_open_graph(data_dir: Path, out_dir: Path, problems: ProblemLog, progre
             Path(out_dir), counts, len(result.concepts), len(result.relations),
             result.dropped_self_loops, len(result.dropped_dangling), rows,
         )
-        writer.add_file(MANIFEST, json.dumps({
+        writer.commit({
             "source": "open", "data_dir": str(data_dir.resolve()), "sources": list(SOURCE_ORDER),
-            "concepts": summary.concepts, "relations": summary.relations, "rows": rows,
-            "problems": dict(problems.counts()),
-        }, indent=2))
-        writer.commit()
+            "concepts": summary.concepts, "relations": summary.relations, "problems": dict(problems.counts()),
+        })
     return summary
 
 

@@ -9,8 +9,9 @@ to CUI1 (`CUI1|..|CHD|CUI2|..|isa` reads "CUI2 isa CUI1").
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -104,6 +105,7 @@ TABLES: dict[str, type[NamedTuple]] = {
     "MRSAT": MRSAT,
 }
 REQUIRED = ("MRCONSO", "MRSTY", "MRREL", "MRDEF")
+MANIFEST = "medkg.json"  # written beside the tables of every medkg build
 SUPPORT_ATTRIBUTE = "SUPPORT"
 
 
@@ -152,6 +154,9 @@ class RRFWriter:
 
     def __init__(self, out_dir: Path):
         self.out_dir = Path(out_dir)
+        if self.out_dir.is_file() or (self.out_dir.is_dir() and any(self.out_dir.iterdir()) and not (self.out_dir / MANIFEST).exists()):
+            raise FileExistsError(f"{self.out_dir} exists and is not a medkg build (no {MANIFEST}); "
+                                  "write to a new or empty directory, a build replaces its output whole")
         self._tmp = sibling_directory(self.out_dir)
         self._handles = {name: open(table_path(self._tmp, name), "w", encoding="utf-8", newline="\n") for name in TABLES}
         self.counts = dict.fromkeys(TABLES, 0)
@@ -161,14 +166,9 @@ class RRFWriter:
         self._handles[table].write("|".join(clean_field(v) for v in row) + "|\n")
         self.counts[table] += 1
 
-    def write_all(self, rows: Iterable[NamedTuple]) -> None:
-        for row in rows:
-            self.write(row)
-
-    def add_file(self, name: str, text: str) -> None:
-        (self._tmp / name).write_text(text, encoding="utf-8")
-
-    def commit(self) -> Path:
+    def commit(self, manifest: dict | None = None) -> Path:
+        """Swap the finished tables in; `manifest` (with the row counts added) records what was built."""
+        (self._tmp / MANIFEST).write_text(json.dumps({**(manifest or {}), "rows": dict(self.counts)}, indent=2), encoding="utf-8")
         self._close()
         if self.counts["MRSAT"] == 0:
             table_path(self._tmp, "MRSAT").unlink()

@@ -137,9 +137,11 @@ def _relations(rrf_dir: Path, problems: ProblemLog, concept_ids: pa.ChunkedArray
         "line": rows["line"],
     })  # fmt: skip
     ids = concept_ids.combine_chunks()
-    known = pc.and_(pc.is_in(relations["head"], value_set=ids), pc.is_in(relations["tail"], value_set=ids))
-    for row in relations.filter(pc.invert(known)).to_pylist():
-        absent = ", ".join(c for c in (row["head"], row["tail"]) if not pc.is_in(pa.array([c]), value_set=ids)[0].as_py())
+    head_known, tail_known = pc.is_in(relations["head"], value_set=ids), pc.is_in(relations["tail"], value_set=ids)
+    known = pc.and_(head_known, tail_known)
+    dangling = relations.append_column("head_known", head_known).append_column("tail_known", tail_known).filter(pc.invert(known))
+    for row in dangling.to_pylist():
+        absent = ", ".join(c for c, ok in ((row["head"], row["head_known"]), (row["tail"], row["tail_known"])) if not ok)
         problems.report(path, row["line"], "dangling relation", f"{row['rel']}/{row['rela'] or '-'} names unknown concept {absent}")
     relations = relations.filter(known)
     # UMLS states hierarchy both ways (PAR and CHD): one edge per (head, type, tail, rela, source).

@@ -1,7 +1,7 @@
 """Select a subset of a licensed UMLS Metathesaurus release and write it as RRF.
 
-A release's MRCONSO alone is ~2 GB, so every table is streamed and only the set of
-selected CUIs is held in memory.
+A release's MRCONSO alone is ~2 GB, so every table is streamed; only sets of CUIs (every CUI
+of the release, to tell dangling relations from filtered ones, and the selected ones) are held in memory.
 """
 
 from __future__ import annotations
@@ -108,5 +108,5 @@ def subset_umls(
                 if row.STYPE == "RUI" and row.ATN == SUPPORT_ATTRIBUTE and row.METAUI in kept_ruis:
                     writer.write(row)
         rows = dict(writer.counts)
-        writer.commit()
+        writer.commit({"source": "umls", "umls_dir": str(meta_dir.resolve()), "concepts": len(kept), "problems": dict(problems.counts())})
     return SubsetSummary(Path(out_dir), len(kept), rows, outside, len(problems))

@@ -176,3 +176,29 @@ def test_chestxray14_labels_agree_with_iu_manual_mesh(extractor, concept_index, 
     assert scores.micro.f1 >= 0.90, scores.micro
     for label in ("Atelectasis", "Cardiomegaly", "Effusion", "Emphysema", "Hernia"):
         assert scores.per_label[label].f1 >= 0.90, (label, scores.per_label[label])
+
+
+def test_duplicate_txt_report_ids_are_reported(tmp_path, data_dir, monkeypatch):
+    from extract.reports import iter_reports
+
+    monkeypatch.setenv("MEDKG_DATA_DIR", str(data_dir))
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "s1.txt").write_text("FINDINGS: No effusion.")
+    problems = ProblemLog()
+    assert [r.id for r in iter_reports(tmp_path, problems)] == ["s1"]
+    assert [(p.kind, p.file) for p in problems.problems] == [("duplicate id", str(tmp_path / "b" / "s1.txt"))]
+
+
+def test_a_broken_lexicon_fails_once_with_workers(concept_index, tmp_path, data_dir):
+    """Worker start-up errors must surface as one clear error, not as a pool restarting workers forever."""
+    import shutil
+
+    lexicons = tmp_path / "lexicons"
+    shutil.copytree(data_dir / "lexicons", lexicons)
+    (lexicons / "negex" / "negex_triggers.txt").unlink()
+    reports = tmp_path / "r.csv"
+    reports.write_text("id,text\nr1,No effusion.\n")
+    config = ExtractionConfig(concept_index.directory, lexicons)
+    with pytest.raises(FileNotFoundError, match="negex_triggers.txt"):
+        list(extract_reports(reports, config, ProblemLog(), workers=2, progress=False))

@@ -102,3 +102,21 @@ def test_manifest_records_the_build(open_kg_dir):
     manifest = json.loads((open_kg_dir / "medkg.json").read_text())
     assert manifest["source"] == "open" and manifest["concepts"] >= 40_000
     assert manifest["rows"]["MRREL"] == manifest["relations"]
+
+
+def test_names_of_symbols_only_do_not_merge_concepts():
+    concepts = [SourceConcept("RADLEX", "RID1", "±"), SourceConcept("MESH", "D1", "—"), SourceConcept("DOID", "1", "β")]
+    assert len(merge(concepts, [], ["RADLEX", "MESH", "DOID"]).concepts) == 3
+
+
+def test_a_damaged_iu_archive_is_reported_not_fatal(data_dir, tmp_path):
+    from kg.problems import ProblemLog
+    from kg.sources.iu_xray import iter_reports
+
+    archive = (data_dir / "iu-xray" / "NLMCXR_reports.tgz").read_bytes()
+    damaged = tmp_path / "cut.tgz"
+    damaged.write_bytes(archive[: len(archive) // 2])
+    problems = ProblemLog()
+    reports = list(iter_reports(damaged, problems))
+    assert 1_000 < len(reports) < 3_955
+    assert [p.kind for p in problems.problems] == ["archive"] and str(damaged) in problems.problems[0].file

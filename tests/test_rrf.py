@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,16 @@ def test_writer_is_atomic_and_keeps_the_previous_build_on_failure(tmp_path):
             raise RuntimeError("build failed half way")
     assert "first/build" in (out / "MRCONSO.RRF").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["kg"]  # no temporary directories left behind
+
+
+def test_a_build_never_replaces_a_directory_it_did_not_write(tmp_path, types):
+    precious = tmp_path / "umls"
+    (precious / "META").mkdir(parents=True)
+    (precious / "META" / "MRCONSO.RRF").write_text("licensed")
+    with pytest.raises(FileExistsError, match="not a medkg build"):
+        subset_umls(META, precious, UMLSFilter(), types, ProblemLog(), progress=False)
+    assert (precious / "META" / "MRCONSO.RRF").read_text() == "licensed"
+    out = tmp_path / "subset"
+    subset_umls(META, out, UMLSFilter(), types, ProblemLog(), progress=False)
+    subset_umls(META, out, UMLSFilter(sabs={"MSH"}), types, ProblemLog(), progress=False)  # a medkg build is replaced
+    assert json.loads((out / "medkg.json").read_text())["source"] == "umls"

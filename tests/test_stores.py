@@ -8,6 +8,7 @@ import os
 import pytest
 
 from graphdb.readonly import ReadOnlyError
+from graphdb.store import ConceptNotFoundError
 from graphdb.uri import open_store
 from tests.graphs import PREFIX, small_graph
 
@@ -87,7 +88,7 @@ def test_neighbors_by_depth_and_relationship_type(uri):
         assert two == {"T:pleural_disease": 1, "T:ptx": 2, "T:disease": 2}
         with pytest.raises(ValueError, match="unknown relationship type"):
             store.neighbors("T:effusion", rel_types=["IS_A]->() DETACH DELETE (x"])
-        with pytest.raises(KeyError, match="no concept with id"):
+        with pytest.raises(ConceptNotFoundError, match="no concept with id"):
             store.neighbors("T:nothing")
 
 
@@ -144,3 +145,22 @@ def test_relation_to_an_id_never_added_as_a_concept_is_rejected(uri):
         assert sorted(summary.rejected) == [("T:effusion -[RELATED_TO]-> T:ghost", "endpoint concept rejected"),
                                             ("concept 'T:ghost'", "relation endpoint without a concept record")]
         assert test_counts(store) == {"concepts": 7, "relationships": 5}
+
+
+def test_paths_and_links_stay_among_concepts(uri):
+    with loaded(uri) as store:
+        rejected = []
+        rows = [{"report": "R:1", "source": "csv", "concept": c, "assertion": "present", "section": "FINDINGS", "count": 1}
+                for c in ("T:heart", "T:isolated", "T:not-in-the-graph")]
+        loads = store.link_mentions(rows, rejected)
+        assert loads["MENTIONS"].added == 2
+        assert rejected == [("report 'R:1' mentions 'T:not-in-the-graph'", "concept not in the graph database")]
+        # Two concepts linked only through a report have no path between them.
+        assert store.path("T:heart", "T:isolated") == []
+        store.query("MATCH (r:Report {id: $id}) DETACH DELETE r", {"id": "R:1"}, write=True)
+
+
+def test_credentials_never_appear_in_messages():
+    with pytest.raises(ValueError) as error:
+        open_store("http://neo4j:s3cret@db.example.org:7474")
+    assert "s3cret" not in str(error.value) and "db.example.org" in str(error.value)

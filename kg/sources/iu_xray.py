@@ -109,6 +109,9 @@ def iter_reports(path: Path, problems: ProblemLog) -> Iterator[IUReport]:
         except ET.ParseError as e:
             problems.report(name, e.position[0], "xml", str(e))
             continue
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:  # a member cut short in a damaged archive
+            problems.report(path, None, "archive", f"stopped reading at {name}: {e}")
+            return
         uid = root.find("uId")
         report_id = uid.get("id") if uid is not None else None
         if not report_id:

@@ -29,11 +29,16 @@ class RunSummary:
     mentions: int = 0
     assertions: Counter[str] = field(default_factory=Counter)
     linked: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # mentions --link could not store
 
     def __str__(self) -> str:
         counts = ", ".join(f"{n:,} {a}" for a, n in sorted(self.assertions.items()))
         text = f"wrote {self.out}: {self.reports:,} reports, {self.mentions:,} mentions ({counts})"
-        return text + (f"; linked {self.linked:,} report-concept mentions into the graph" if self.linked else "")
+        if self.linked or self.rejected:
+            text += f"; linked {self.linked:,} report-concept mentions into the graph"
+        if self.rejected:
+            text += f"; left out {len(self.rejected):,} mentions of concepts the graph does not hold, e.g. {self.rejected[0][0]}"
+        return text
 
 
 def index(rrf_dir: Path, rebuild: bool = False, data_dir: Path | None = None, progress: bool = True) -> tuple[ConceptIndex, bool]:
@@ -71,7 +76,7 @@ def run(
                           for (cid, a, s), n in counts.items()]
     if link:
         with open_store(graph, read_only=False) as store:
-            summary.linked = store.link_mentions(links)["MENTIONS"].rows
+            summary.linked = store.link_mentions(links, summary.rejected)["MENTIONS"].rows
     return summary
 
 

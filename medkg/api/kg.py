@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +11,11 @@ from graphdb.uri import open_store
 from kg.graph import KnowledgeGraph, read_graph
 from kg.lookup import Hit
 from kg.open_graph import SEMGROUPS_FILE, BuildSummary, build_open_graph
+from kg.paths import default_data_dir
 from kg.problems import ProblemLog
-from kg.semgroups import SemanticType, read_semgroups
+from kg.semgroups import read_semgroups
 from kg.tables import read_tables
 from kg.umls import SubsetSummary, UMLSFilter, subset_umls
-
-
-def default_data_dir() -> Path:
-    """`$MEDKG_DATA_DIR`, else `../shared/data` beside the working directory (the project layout)."""
-    return Path(os.environ.get("MEDKG_DATA_DIR") or "../shared/data")
 
 
 def semgroups_path(data_dir: Path | None = None) -> Path:
@@ -47,17 +42,14 @@ def build_graph(
     raise ValueError(f"unknown source {source!r}: use 'open' or 'umls'")
 
 
-def _types(data_dir: Path | None = None) -> dict[str, SemanticType] | None:
-    path = Path(data_dir or default_data_dir()) / SEMGROUPS_FILE
-    return read_semgroups(path) if path.exists() else None
-
-
 def read_kg(rrf_dir: Path, problems: ProblemLog | None = None, data_dir: Path | None = None) -> KnowledgeGraph:
-    return read_graph(rrf_dir, problems if problems is not None else ProblemLog(), _types(data_dir))
+    return read_graph(rrf_dir, problems if problems is not None else ProblemLog(), read_semgroups(semgroups_path(data_dir)))
 
 
-def load_graph(rrf_dir: Path, graph: str | None = None, problems: ProblemLog | None = None, progress: bool = True) -> LoadSummary:
-    tables = read_tables(rrf_dir, problems if problems is not None else ProblemLog(), _types())
+def load_graph(
+    rrf_dir: Path, graph: str | None = None, problems: ProblemLog | None = None, progress: bool = True, data_dir: Path | None = None,
+) -> LoadSummary:
+    tables = read_tables(rrf_dir, problems if problems is not None else ProblemLog(), read_semgroups(semgroups_path(data_dir)))
     with open_store(graph, read_only=False) as store:
         return store.load(tables, progress=progress)
 
@@ -87,7 +79,7 @@ def counts(graph: str | None = None) -> dict[str, int]:
         return store.counts()
 
 
-def export(rrf_dir: Path, out: Path, fmt: str = "neo4j-admin") -> dict[str, int]:
+def export(rrf_dir: Path, out: Path, fmt: str = "neo4j-admin", data_dir: Path | None = None) -> dict[str, int]:
     if fmt != "neo4j-admin":
         raise ValueError(f"unknown export format {fmt!r}: only 'neo4j-admin' is supported")
-    return export_neo4j_admin(read_kg(rrf_dir), out)
+    return export_neo4j_admin(read_kg(rrf_dir, data_dir=data_dir), out)

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from graphdb.readonly import ReadOnlyError
+from graphdb.store import ConceptNotFoundError, GraphDBError
 from kg.problems import MalformedInputError
 
 from . import extract, kg
@@ -29,8 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     except ReadOnlyError as error:
         print(f"medkg: {error}", file=sys.stderr)
         return 3
-    except (FileNotFoundError, KeyError, ValueError, PermissionError, MalformedInputError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"medkg: error: {message}", file=sys.stderr)
+    except (FileNotFoundError, FileExistsError, ConceptNotFoundError, ValueError, PermissionError, MalformedInputError, GraphDBError) as error:
+        print(f"medkg: error: {error}", file=sys.stderr)
         return 2
     return 0

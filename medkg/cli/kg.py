@@ -28,7 +28,7 @@ def cmd_build(args: argparse.Namespace) -> None:
 
 def cmd_load(args: argparse.Namespace) -> None:
     problems = ProblemLog(strict=args.strict)
-    summary = kg_api.load_graph(args.dir, args.graph, problems, progress=not args.quiet)
+    summary = kg_api.load_graph(args.dir, args.graph, problems, progress=not args.quiet, data_dir=args.data_dir)
     print(summary)
     problems_footer(problems)
 
@@ -60,7 +60,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    counts = kg_api.export(args.dir, args.out, args.format)
+    counts = kg_api.export(args.dir, args.out, args.format, args.data_dir)
     print(f"wrote {args.out}: {counts['nodes']:,} nodes, {counts['relationships']:,} relationships")
     print(f"import with: cd {args.out} && {import_command()}")
 
@@ -81,6 +81,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     p = kg.add_parser("load", parents=[graph_opt, run_opt], help="load an RRF directory into the graph database")
     p.add_argument("dir", type=Path)
+    p.add_argument("--data-dir", type=Path, help="where vocab/umls/SemGroups.txt is (default: $MEDKG_DATA_DIR or ../shared/data)")
     p.set_defaults(func=cmd_load)
 
     p = kg.add_parser("lookup", parents=[graph_opt, json_opt], help="concepts by name or synonym, ranked")
@@ -114,4 +115,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["neo4j-admin"], default="neo4j-admin")
     p.add_argument("dir", type=Path)
     p.add_argument("out", type=Path)
+    p.add_argument("--data-dir", type=Path, help="where vocab/umls/SemGroups.txt is (default: $MEDKG_DATA_DIR or ../shared/data)")
     p.set_defaults(func=cmd_export)
