@@ -20,6 +20,8 @@ def atomic_open(path: Path, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]
     try:
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before it takes the old file's name
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -36,7 +38,10 @@ def sibling_directory(target: Path) -> Path:
 
 
 def replace_directory(built: Path, target: Path) -> None:
-    """Put the finished directory `built` where `target` is; readers see the old one or the new one."""
+    """Put the finished directory `built` where `target` is.
+
+    Two renames: for an instant between them `target` is absent (a reader then fails and can retry);
+    a half-built directory is never visible under `target`."""
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
