@@ -1,0 +1,255 @@
+"""Knowledge-graph embedding benchmark: medkg's training against PyKEEN's, then medkg on the open graph.
+
+Why: graph embeddings are retrained whenever the graph changes, on CPU as often as on GPU. The goal is
+at least 10x PyKEEN's training speed at an equal or better filtered MRR, with the same model and the
+same settings, and an MRR of at least 0.90 on UMLS with medkg's best model. In one run this bench
+
+- loads the small UMLS benchmark that PyKEEN's wheel ships (135 entities, 46 relations, 5,216 / 652 /
+  661 train / valid / test triples) and feeds PyKEEN's own split to both libraries, so the MRRs compare;
+- trains TransE and RotatE with medkg (`embed.train.train`, a checkpoint and a log line every epoch
+  included in the time) and with PyKEEN (`pykeen.pipeline.pipeline`, sLCWA, its `train_seconds`), each
+  pair with the same dimension, loss, margin, negatives per positive, sampler (uniform head or tail
+  corruption), epochs, batch size, Adam learning rate and seed; prints training triples/s (training
+  triples x epochs / training seconds), filtered MRR and Hits@1/3/10 on test, and the speed ratio;
+- ranks PyKEEN's trained model with medkg's evaluator too: the two MRRs of one model must agree, a
+  check of medkg's filtered ranking against PyKEEN's (realistic ranks, train + valid + test filtered);
+- trains medkg's best UMLS model (ComplEx, 1-N cross-entropy over all entities);
+- reads the open radiology graph (`--open-kg`, built first if missing), splits it 80/10/10 with
+  `embed.triples.split_triples`, trains medkg's large-graph setting (sparse gradients, a shared pool
+  of negatives per batch, N3 regularisation) and prints filtered MRR per relation, next to a baseline
+  that ranks entities by how often they fill that relation's slot in training, and the share of test
+  triples whose two entities are connected at all in the training graph.
+
+Run from the repository root:
+
+    .venv/bin/python bench/kge.py [--threads 2] [--open-kg out/open-kg] [--data-dir ../shared/data]
+                                  [--skip-pykeen] [--skip-open]
+
+Timings depend on the machine and on other load: compare figures from one run only. The run exits 1
+when the two evaluators disagree on a PyKEEN model; a missed goal is only reported.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `python bench/kge.py` puts bench/ first on sys.path; the packages live in the repository root.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+if str(_HERE.parent) not in sys.path:
+    sys.path.insert(0, str(_HERE.parent))
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from embed.evaluate import ScoreAll, evaluate  # noqa: E402
+from embed.models import KGEConfig  # noqa: E402
+from embed.train import train  # noqa: E402
+from embed.triples import Split, Triples, split_triples  # noqa: E402
+
+# The compared settings: TransE as PyKEEN's defaults have it (margin ranking, L1 distance) and RotatE
+# with its paper's self-adversarial loss. medkg and PyKEEN get exactly these.
+COMPARED = {
+    "TransE": KGEConfig(model="transe", dim=64, loss="margin", margin=1.0, p_norm=1.0, lr=0.01, batch_size=256,
+                        negatives=1, epochs=200),
+    "RotatE": KGEConfig(model="rotate", dim=128, loss="nssa", margin=9.0, adversarial_temperature=1.0, lr=0.01,
+                        batch_size=256, negatives=32, epochs=100),
+}
+BEST_UMLS = KGEConfig(model="complex", dim=256, loss="ce", regularization=0.005, lr=0.01, batch_size=256, epochs=100)
+OPEN = KGEConfig(model="complex", dim=128, loss="softmax", lr=0.01, batch_size=512, negatives=1024, shared_negatives=True,
+                 sparse=True, regularization=0.03, epochs=20)
+PYKEEN_LOSSES = {"margin": ("marginranking", lambda c: {"margin": c.margin}),
+                 "nssa": ("nssa", lambda c: {"margin": c.margin, "adversarial_temperature": c.adversarial_temperature})}
+METRICS = ("mrr", "hits@1", "hits@3", "hits@10")
+
+
+def umls_split() -> tuple[Split, Any]:
+    """PyKEEN's UMLS dataset and its own split as medkg triples (same ids)."""
+    from pykeen.datasets import UMLS
+
+    dataset = UMLS()
+    entities = sorted(dataset.entity_to_id, key=dataset.entity_to_id.__getitem__)
+    relations = sorted(dataset.relation_to_id, key=dataset.relation_to_id.__getitem__)
+
+    def convert(factory: Any) -> Triples:
+        m = factory.mapped_triples
+        return Triples.from_arrays(m[:, 0], m[:, 1], m[:, 2], entity_names=entities, relation_names=relations)
+
+    return Split(convert(dataset.training), convert(dataset.validation), convert(dataset.testing)), dataset
+
+
+def run_medkg(config: KGEConfig, split: Split, per_relation: bool = False) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="medkg-kge-") as run_dir:
+        start = time.perf_counter()
+        model = train(config, split, run_dir, progress=False)
+        seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    metrics = evaluate(model, split.test, split.known, per_relation=per_relation)
+    metrics["eval_seconds"] = time.perf_counter() - start
+    metrics["seconds"] = seconds
+    metrics["triples_per_s"] = len(split.train) * config.epochs / seconds
+    return metrics
+
+
+def run_pykeen(name: str, config: KGEConfig, dataset: Any, split: Split) -> tuple[dict[str, Any], dict[str, Any]]:
+    """PyKEEN's pipeline with `config`'s settings: its own metrics, and its model ranked by medkg."""
+    from pykeen.pipeline import pipeline
+
+    loss, loss_kwargs = PYKEEN_LOSSES[config.loss]
+    model_kwargs: dict[str, Any] = {"embedding_dim": config.dim}
+    if config.head == "transe":
+        model_kwargs["scoring_fct_norm"] = int(config.p_norm)
+    result = pipeline(
+        training=dataset.training, validation=dataset.validation, testing=dataset.testing,
+        model=name, model_kwargs=model_kwargs, loss=loss, loss_kwargs=loss_kwargs(config),
+        optimizer="adam", optimizer_kwargs={"lr": config.lr},
+        negative_sampler="basic", negative_sampler_kwargs={"num_negs_per_pos": config.negatives},
+        training_kwargs={"num_epochs": config.epochs, "batch_size": config.batch_size, "use_tqdm": False},
+        random_seed=config.seed, device=str(config.resolved_device()), use_tqdm=False,
+    )
+    flat = result.metric_results.to_flat_dict()
+    own = {"mrr": flat["both.realistic.inverse_harmonic_mean_rank"], "seconds": result.train_seconds,
+           "triples_per_s": len(split.train) * config.epochs / result.train_seconds}
+    own.update({f"hits@{k}": flat[f"both.realistic.hits_at_{k}"] for k in (1, 3, 10)})
+    model = result.model.eval()
+    device = next(model.parameters()).device
+
+    def score_all(anchors: Tensor, relations: Tensor, predict_tail: bool) -> Tensor:
+        pairs = torch.stack([anchors, relations] if predict_tail else [relations, anchors], dim=1).to(device)
+        return (model.score_t(pairs) if predict_tail else model.score_h(pairs)).cpu()
+
+    return own, evaluate(score_all, split.test, split.known)
+
+
+def row(library: str, model: str, config: KGEConfig, m: dict[str, Any]) -> str:
+    return (f"{library:<8} {model:<8} {config.epochs:>6} {m['seconds']:>9.1f} {m['triples_per_s']:>12,.0f} "
+            + " ".join(f"{m[k]:>7.4f}" for k in METRICS))
+
+
+HEADER = f"{'library':<8} {'model':<8} {'epochs':>6} {'train s':>9} {'triples/s':>12} " + " ".join(f"{k:>7}" for k in METRICS)
+
+
+def compare_umls(skip_pykeen: bool) -> bool:
+    """medkg against PyKEEN; False when the two evaluators disagree on a PyKEEN model."""
+    split, dataset = umls_split()
+    print(f"UMLS: {split.train.num_entities} entities, {split.train.num_relations} relations, "
+          f"{len(split.train)} / {len(split.valid)} / {len(split.test)} train / valid / test triples\n")
+    print(HEADER)
+    agree = True
+    for name, config in COMPARED.items():
+        ours = run_medkg(config, split)
+        print(row("medkg", name, config, ours), flush=True)
+        if skip_pykeen:
+            continue
+        theirs, reranked = run_pykeen(name, config, dataset, split)
+        print(row("PyKEEN", name, config, theirs), flush=True)
+        print(f"{'':<8} {name:<8} medkg/PyKEEN speed {ours['triples_per_s'] / theirs['triples_per_s']:.1f}x, "
+              f"MRR {ours['mrr'] - theirs['mrr']:+.4f}; PyKEEN's model ranked by medkg's evaluator: "
+              f"MRR {reranked['mrr']:.4f} (PyKEEN's own {theirs['mrr']:.4f})", flush=True)
+        agree &= abs(reranked["mrr"] - theirs["mrr"]) < 1e-3
+    best = run_medkg(BEST_UMLS, split)
+    print(row("medkg", "ComplEx", BEST_UMLS, best) + "   <- best: 1-N cross-entropy, N3", flush=True)
+    print(f"UMLS MRR goal 0.90: {'met' if best['mrr'] >= 0.90 else 'MISSED'} ({best['mrr']:.4f})\n")
+    if not agree:
+        print("ERROR: medkg's evaluator and PyKEEN's disagree on a PyKEEN model")
+    return agree
+
+
+def ensure_kg(kg_dir: Path, data_dir: Path | None) -> None:
+    if (kg_dir / "MRCONSO.RRF").exists():
+        return
+    medkg = Path(sys.executable).parent / "medkg"
+    command = [str(medkg) if medkg.exists() else "medkg", "kg", "build", "--source", "open", "--out", str(kg_dir)]
+    if data_dir is not None:
+        command += ["--data-dir", str(data_dir)]
+    print(f"building the open graph: {' '.join(command)}", flush=True)
+    subprocess.run(command, check=True)
+
+
+def frequency_baseline(split: Split) -> ScoreAll:
+    """Scores an entity by how often it fills the asked slot of the relation in training: the prior a
+    model must beat to have learned anything about the particular query."""
+    train_ = split.train
+    as_tail = torch.zeros(train_.num_relations, train_.num_entities)
+    as_head = torch.zeros(train_.num_relations, train_.num_entities)
+    as_tail.index_put_((train_.relations, train_.tails), torch.ones(len(train_)), accumulate=True)
+    as_head.index_put_((train_.relations, train_.heads), torch.ones(len(train_)), accumulate=True)
+    return lambda anchors, relations, predict_tail: (as_tail if predict_tail else as_head)[relations]
+
+
+def connected_share(split: Split) -> Tensor:
+    """Per test triple: are its two entities connected (ignoring direction) in the training graph?"""
+    parent = torch.arange(split.train.num_entities)
+    heads, tails = split.train.heads, split.train.tails
+    while True:  # label propagation to the smallest id in each component
+        low = torch.minimum(parent[heads], parent[tails])
+        updated = parent.clone().scatter_reduce_(0, heads, low, "amin").scatter_reduce_(0, tails, low, "amin")
+        updated = updated[updated]  # pointer jumping
+        if torch.equal(updated, parent):
+            return parent[split.test.heads] == parent[split.test.tails]
+        parent = updated
+
+
+def open_graph(kg_dir: Path, data_dir: Path | None) -> None:
+    from kg.graph import read_graph
+    from kg.problems import ProblemLog
+
+    ensure_kg(kg_dir, data_dir)
+    split = split_triples(Triples.from_graph(read_graph(kg_dir, ProblemLog())), seed=0)
+    print(f"open graph {kg_dir}: {split.train.num_entities:,} entities, {split.train.num_relations} relations, "
+          f"{len(split.train):,} / {len(split.valid):,} / {len(split.test):,} train / valid / test triples")
+    ours = run_medkg(OPEN, split, per_relation=True)
+    baseline = evaluate(frequency_baseline(split), split.test, split.known, per_relation=True)
+    connected = connected_share(split)
+    print(f"medkg {OPEN.model} dim {OPEN.dim}, {OPEN.epochs} epochs: train {ours['seconds']:.1f} s "
+          f"({ours['triples_per_s']:,.0f} triples/s), evaluation {ours['eval_seconds']:.1f} s\n")
+    print(f"{'relation':<16} {'test':>6} {'connected':>9} {'baseline MRR':>12} " + " ".join(f"{k:>7}" for k in METRICS))
+    names = split.test.relation_names
+    for name, m in [("all", ours), *ours["per_relation"].items()]:
+        mask = torch.ones(len(split.test), dtype=torch.bool) if name == "all" else split.test.relations == names.index(name)
+        base = baseline if name == "all" else baseline["per_relation"][name]
+        print(f"{name:<16} {int(mask.sum()):>6} {float(connected[mask].float().mean()):>9.1%} {base['mrr']:>12.4f} "
+              + " ".join(f"{m[k]:>7.4f}" for k in METRICS))
+
+
+def quiet_pykeen() -> None:
+    """PyKEEN sets its logger to INFO on import and warns about CPU batch sizes and pinned memory."""
+    import pykeen  # noqa: F401
+
+    for name in ("pykeen", "torch_max_mem"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for both libraries (default 2)")
+    parser.add_argument("--open-kg", type=Path, default=Path("out/open-kg"))
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--skip-pykeen", action="store_true", help="medkg only")
+    parser.add_argument("--skip-open", action="store_true", help="UMLS only")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    quiet_pykeen()
+    device = KGEConfig().resolved_device()
+    print(f"torch {torch.__version__}, {args.threads} threads, device {device}, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    ok = compare_umls(args.skip_pykeen)
+    if not args.skip_open:
+        open_graph(args.open_kg, args.data_dir)
+    print(f"\nload average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
