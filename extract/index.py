@@ -20,7 +20,7 @@ from tqdm import tqdm
 from kg.atomic import replace_directory, sibling_directory
 from kg.normalize import name_key
 from kg.problems import MalformedInputError, ProblemLog
-from kg.rrf import MRCONSO, MRSTY, read_table, table_path
+from kg.rrf import MRCONSO, MRSTY, SUPPRESSED, read_table, require_tables, table_path
 from kg.semgroups import SemanticType
 
 INDEX_VERSION = 3
@@ -78,9 +78,7 @@ def index_dir(rrf_dir: Path, home: Path) -> Path:
 
 def ensure_index(rrf_dir: Path, home: Path, types: dict[str, SemanticType], rebuild: bool = False, progress: bool = True) -> tuple[ConceptIndex, bool]:
     """The cached index for `rrf_dir`, building it when missing or stale; returns (index, built)."""
-    for table in ("MRCONSO", "MRSTY"):
-        if not table_path(rrf_dir, table).exists():
-            raise FileNotFoundError(f"not an RRF directory, missing: {table_path(rrf_dir, table)}")
+    require_tables(rrf_dir, ("MRCONSO", "MRSTY"))
     target = index_dir(rrf_dir, home)
     stamp = fingerprint(rrf_dir, types)
     manifest = target / "index.json"
@@ -109,7 +107,7 @@ def build_index(rrf_dir: Path, target: Path, types: dict[str, SemanticType], sta
     strings: dict[tuple[str, str], bool] = {}  # (QuickUMLS term, concept) -> preferred
     rows = read_table(table_path(rrf_dir, "MRCONSO"), MRCONSO, problems)
     for _, row in tqdm(rows, desc="indexing terms", unit=" terms", disable=not progress, mininterval=0.5):
-        if row.LAT != "ENG" or row.SUPPRESS in ("O", "E", "Y"):
+        if row.LAT != "ENG" or row.SUPPRESS in SUPPRESSED:
             continue
         preferred = row.TS == "P" and row.STT == "PF" and row.ISPREF == "Y"
         if preferred or row.CUI not in concepts:

@@ -109,8 +109,19 @@ MANIFEST = "medkg.json"  # written beside the tables of every medkg build
 SUPPORT_ATTRIBUTE = "SUPPORT"
 
 
+# SUPPRESS values that withdraw a row (O obsolete, E editor, Y suppressible); N is current.
+SUPPRESSED = frozenset({"O", "E", "Y"})
+
+
 def table_path(directory: Path, table: str) -> Path:
     return Path(directory) / f"{table}.RRF"
+
+
+def require_tables(directory: Path, tables: tuple[str, ...] = REQUIRED, what: str = "an RRF directory") -> None:
+    """Fail before any work when a table is missing, naming every missing file."""
+    missing = [str(table_path(directory, t)) for t in tables if not table_path(directory, t).exists()]
+    if missing:
+        raise FileNotFoundError(f"not {what}, missing: {', '.join(missing)}")
 
 
 def read_table(

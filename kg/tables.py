@@ -17,7 +17,7 @@ import pyarrow.csv as pcsv
 
 from .problems import MalformedInputError, ProblemLog
 from .relations import HIERARCHY_NARROWER_IS_CUI2, INVERSE_RELA, RELA_TYPES
-from .rrf import MRCONSO, MRDEF, MRREL, MRSAT, MRSTY, REQUIRED, SUPPORT_ATTRIBUTE, read_table, table_path
+from .rrf import MRCONSO, MRDEF, MRREL, MRSAT, MRSTY, SUPPORT_ATTRIBUTE, read_table, require_tables, table_path
 from .semgroups import SemanticType
 
 STRINGS = pa.list_(pa.string())
@@ -69,9 +69,7 @@ def read_rrf(path: Path, row_type: type[NamedTuple], columns: list[str], problem
 
 def read_tables(rrf_dir: Path, problems: ProblemLog, semantic_types: dict[str, SemanticType] | None = None) -> GraphTables:
     rrf_dir = Path(rrf_dir)
-    missing = [str(table_path(rrf_dir, t)) for t in REQUIRED if not table_path(rrf_dir, t).exists()]
-    if missing:
-        raise FileNotFoundError(f"not an RRF directory, missing: {', '.join(missing)}")
+    require_tables(rrf_dir)
     concepts = _concepts(rrf_dir, problems, semantic_types or {})
     relations = _relations(rrf_dir, problems, concepts.column("id"))
     return GraphTables(concepts, relations)

@@ -13,11 +13,20 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .problems import MalformedInputError, ProblemLog
-from .rrf import MRCONSO, MRDEF, MRREL, MRSAT, MRSTY, REQUIRED, SUPPORT_ATTRIBUTE, RRFWriter, read_table, table_path
+from .rrf import (
+    MRCONSO,
+    MRDEF,
+    MRREL,
+    MRSAT,
+    MRSTY,
+    SUPPORT_ATTRIBUTE,
+    SUPPRESSED,
+    RRFWriter,
+    read_table,
+    require_tables,
+    table_path,
+)
 from .semgroups import SemanticType, resolve_groups
-
-# SUPPRESS values that withdraw a row (O obsolete, E editor, Y suppressible); N is current.
-SUPPRESSED = frozenset({"O", "E", "Y"})
 
 
 @dataclass
@@ -63,9 +72,7 @@ def subset_umls(
     meta_dir: Path, out_dir: Path, flt: UMLSFilter, types: dict[str, SemanticType], problems: ProblemLog, progress: bool = True
 ) -> SubsetSummary:
     meta_dir = Path(meta_dir)
-    missing = [str(table_path(meta_dir, t)) for t in REQUIRED if not table_path(meta_dir, t).exists()]
-    if missing:
-        raise FileNotFoundError(f"not a UMLS META directory, missing: {', '.join(missing)}")
+    require_tables(meta_dir, what="a UMLS META directory")
     allowed = flt.allowed_tuis(types)
     typed: set[str] | None = None
     if allowed is not None:
