@@ -40,8 +40,7 @@ from graphdb.embedded import EmbeddedStore
 from graphdb.schema import CONCEPT, CONCEPT_PROPERTIES, RELATIONSHIP_PROPERTIES, RELATIONSHIP_TYPES
 from kg.graph import Concept, KnowledgeGraph, Relation
 from kg.problems import ProblemLog
-from kg.relations import rrf_from_edge
-from kg.rrf import MRCONSO, MRDEF, MRREL, MRSAT, MRSTY, SUPPORT_ATTRIBUTE, RRFWriter
+from kg.write import write_rrf
 from kg.tables import read_tables
 
 # (TUI, name, semantic group, share of concepts whose first type it is)
@@ -225,27 +224,6 @@ def synthetic_graph(seed: int, n_concepts: int, n_relationships: int) -> Knowled
             relation = Relation(ids[head], rel_type, ids[tail], spec.rel[rel], spec.rela[rela], spec.sources[source], support)
             kg.add_relation(relation)
     return kg
-
-
-def write_rrf(kg: KnowledgeGraph, out: Path) -> None:
-    """The graph as the RRF files `medkg kg build` writes, so the bench can time `medkg kg load`."""
-    with RRFWriter(out) as writer:
-        for c in kg.concepts():
-            for i, string in enumerate([c.name, *c.synonyms]):
-                sab, _, code = c.sources[0].partition(":")
-                first = i == 0
-                writer.write(MRCONSO(c.id, "ENG", "P" if first else "S", "", "PF" if first else "VO", "", "Y" if first else "N",
-                                     "", "", "", "", sab, "PT" if first else "SY", code, string, "0", "N", ""))
-            for tui in c.semantic_types:
-                writer.write(MRSTY(c.id, tui, "", "", "", ""))
-            if c.definition:
-                writer.write(MRDEF(c.id, "", "", "", c.sources[0].partition(":")[0], c.definition, "N", ""))
-        for number, r in enumerate(kg.relations()):
-            cui1, rel, cui2, rela = rrf_from_edge(r.head, r.type, r.tail, r.rela)
-            writer.write(MRREL(cui1, "", "CUI", rel, cui2, "", "CUI", rela, f"R{number}", "", r.source, r.source, "", "", "N", ""))
-            if r.support:
-                writer.write(MRSAT(cui1, "", "", f"R{number}", "RUI", "", "", "", SUPPORT_ATTRIBUTE, r.source, str(r.support), "N", ""))
-        writer.commit()
 
 
 def graph_counts(kg: KnowledgeGraph) -> dict[str, int]:

@@ -65,6 +65,7 @@ class KGEConfig:
     encoder_layers: int = 2
     encoder_bases: int = 4
     encoder_dropout: float = 0.0
+    text_features: bool = False  # entity rows = projected text features + a learned residual (starting at 0)
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -73,8 +74,8 @@ class KGEConfig:
             raise ValueError(f"unknown encoder {self.encoder!r} in {self.model!r}; one of {ENCODERS}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; one of {LOSSES}")
-        if self.sparse and (self.encoder or self.loss == "ce"):
-            raise ValueError("sparse gradients need a model without encoder and a sampled loss (not ce)")
+        if self.sparse and (self.encoder or self.loss == "ce" or self.text_features):
+            raise ValueError("sparse gradients need a model without encoder or text features, and a sampled loss (not ce)")
         if self.dim < 1 or self.batch_size < 1 or self.epochs < 0 or (self.loss != "ce" and self.negatives < 1):
             raise ValueError("dim, batch_size and negatives must be positive, epochs non-negative")
 
@@ -123,7 +124,8 @@ class LinkPredictor(nn.Module):
     (h, r, ?), whose anchor is h; False for (?, r, t), whose anchor is t. It is a bool for a whole batch
     or a bool tensor, one per row."""
 
-    def __init__(self, config: KGEConfig, num_entities: int, num_relations: int, graph: Triples | None = None):
+    def __init__(self, config: KGEConfig, num_entities: int, num_relations: int, graph: Triples | None = None,
+                 features: Tensor | None = None):
         super().__init__()
         self.config = config
         self.num_entities = num_entities
@@ -131,11 +133,21 @@ class LinkPredictor(nn.Module):
         if config.head == "transe":
             kwargs["p_norm"] = config.p_norm
         self.kge = HEADS[config.head](num_entities, num_relations, config.dim, sparse=config.sparse, **kwargs)
+        width = config.dim * (2 if config.head in COMPLEX_HEADS else 1)
+        self.project: nn.Linear | None = None
+        if config.text_features:
+            if features is None or len(features) != num_entities:
+                raise ValueError(f"text_features needs one feature row per entity ({num_entities})")
+            # Text carries the entity at first; the per-entity rows learn only what the graph adds, so a
+            # concept without edges keeps the projection of its text.
+            self.project = nn.Linear(features.shape[1], width, bias=False)
+            self.register_buffer("features", features.float(), persistent=False)
+            for table in self._entity_tables():
+                nn.init.zeros_(table.weight)
         self.encoder: RGCNEncoder | None = None
         if config.encoder:
             if graph is None:
                 raise ValueError(f"{config.model} needs the training graph for message passing")
-            width = config.dim * (2 if config.head in COMPLEX_HEADS else 1)
             self.encoder = RGCNEncoder(width, num_relations, config.encoder_layers, config.encoder_bases,
                                        config.encoder_dropout)
             # Buffers, not parameters: rebuilt from the training triples, never saved.
@@ -173,10 +185,15 @@ class LinkPredictor(nn.Module):
             return F.embedding(ids, self.prepare(self.entity_table() if table is None else table))
         return self.prepare(self.entity_rows(ids, table))
 
+    def _entity_tables(self) -> list[nn.Embedding]:
+        return [self.kge.node_emb] + ([self.kge.node_emb_im] if self.config.head in COMPLEX_HEADS else [])
+
     def _embedding_rows(self, ids: Tensor | None) -> Tensor:
-        tables = [self.kge.node_emb] + ([self.kge.node_emb_im] if self.config.head in COMPLEX_HEADS else [])
-        parts = [t.weight if ids is None else t(ids) for t in tables]  # calling the module honours `sparse`
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        parts = [t.weight if ids is None else t(ids) for t in self._entity_tables()]  # calling honours `sparse`
+        rows = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        if self.project is not None:
+            rows = rows + self.project(self.features if ids is None else self.features[ids])
+        return rows
 
     def relation_rows(self, relations: Tensor) -> Tensor:
         """Relation rows: a translation (TransE), a diagonal (DistMult), [cos | sin] of rotation phases
@@ -254,8 +271,9 @@ def _norm(x: Tensor, p: float) -> Tensor:
     return x.abs().sum(dim=-1) if p == 1 else torch.linalg.vector_norm(x, ord=p, dim=-1)
 
 
-def build_model(config: KGEConfig, train: Triples) -> LinkPredictor:
-    """A freshly initialised model for the vocabulary of `train` (and, for GNN encoders, its graph)."""
+def build_model(config: KGEConfig, train: Triples, features: Tensor | None = None) -> LinkPredictor:
+    """A freshly initialised model for the vocabulary of `train` (and, for GNN encoders, its graph; with
+    `text_features`, one feature row per entity)."""
     torch.manual_seed(config.seed)
-    model = LinkPredictor(config, train.num_entities, train.num_relations, train if config.encoder else None)
+    model = LinkPredictor(config, train.num_entities, train.num_relations, train if config.encoder else None, features)
     return model.to(config.resolved_device())

@@ -33,11 +33,13 @@ CONFIG = "config.json"
 RESUMABLE_CHANGES = {"epochs", "eval_every", "eval_batch_size", "device"}
 
 
-def train(config: KGEConfig, split: Split, run_dir: Path | str, progress: bool = True) -> LinkPredictor:
-    """Train to `config.epochs` epochs, resuming from `run_dir`'s checkpoint when there is one."""
+def train(config: KGEConfig, split: Split, run_dir: Path | str, progress: bool = True,
+          features: Tensor | None = None) -> LinkPredictor:
+    """Train to `config.epochs` epochs, resuming from `run_dir`'s checkpoint when there is one.
+    `features` (one row per entity) are needed when `config.text_features` is set."""
     run_dir = Path(run_dir)
     device = config.resolved_device()
-    model = build_model(config, split.train)
+    model = build_model(config, split.train, features)
     optimizer = make_optimizer(model, config)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     digest = triples_digest(split.train)
@@ -70,13 +72,13 @@ def make_optimizer(model: LinkPredictor, config: KGEConfig) -> torch.optim.Optim
     return torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type in ("cpu", "cuda"))
 
 
-def load_model(run_dir: Path | str, train_triples: Triples, device: str = "") -> LinkPredictor:
-    """The model of `run_dir`'s last checkpoint, for the training triples it was trained on."""
+def load_model(run_dir: Path | str, train_triples: Triples, device: str = "", features: Tensor | None = None) -> LinkPredictor:
+    """The model of `run_dir`'s last checkpoint, for the training triples (and text features) it was trained on."""
     state = torch.load(Path(run_dir) / CHECKPOINT, map_location="cpu", weights_only=True)
     if state["train_digest"] != triples_digest(train_triples):
         raise ValueError(f"{run_dir} was trained on other triples")
     config = KGEConfig.from_dict({**state["config"], **({"device": device} if device else {})})
-    model = build_model(config, train_triples)
+    model = build_model(config, train_triples, features)
     model.load_state_dict(state["model"])
     return model.eval()
 

@@ -14,6 +14,7 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from kg.graph import KnowledgeGraph
+    from kg.tables import GraphTables
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,29 @@ class Triples:
         relation_names = sorted(relation_ids, key=relation_ids.__getitem__)
         return cls.from_arrays(data.edge_index[0], data.edge_type, data.edge_index[1],
                                entity_names=entity_names, relation_names=relation_names)
+
+    @classmethod
+    def from_tables(cls, tables: GraphTables) -> Triples:
+        """Every relation of Arrow graph tables (from RRF or a graph database), entities in sorted id order
+        and relations named as `from_graph` names them; computed in Arrow, so a UMLS-sized graph never
+        becomes Python objects."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        ids = pc.unique(tables.concepts["id"]).sort()
+        rel = tables.relations
+        names = pc.if_else(pc.greater(pc.utf8_length(pc.fill_null(rel["rela"], "")), 0), rel["rela"],
+                           pc.utf8_lower(rel["type"]))
+        relation_names = pc.unique(names).sort()
+        heads, tails = pc.index_in(rel["head"], value_set=ids), pc.index_in(rel["tail"], value_set=ids)
+        if heads.null_count or tails.null_count:
+            raise ValueError("relations name concepts that the concept table lacks; read graphs with kg.tables.read_tables")
+
+        def tensor(values: pa.ChunkedArray) -> Tensor:
+            return torch.from_numpy(values.to_numpy().astype("int64", copy=False))
+
+        return cls.from_arrays(tensor(heads), tensor(pc.index_in(names, value_set=relation_names)), tensor(tails),
+                               entity_names=ids.to_pylist(), relation_names=relation_names.to_pylist())
 
     def __len__(self) -> int:
         return self.heads.numel()

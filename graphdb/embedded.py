@@ -20,6 +20,7 @@ from kg.lookup import NameIndex
 from .readonly import ReadOnlyError
 from .schema import (
     CONCEPT,
+    CONCEPT_EMBEDDING,
     CONCEPT_PROPERTIES,
     MENTION_KEY,
     MENTION_PROPERTIES,
@@ -51,6 +52,9 @@ def _plain(value: Any) -> Any:
 
 class EmbeddedStore(GraphStore):
     type_function = "label"
+    # Vectors live in a node table keyed by the concept id: LadybugDB sets a list property at about 1 ms
+    # per node (a minute for the open graph), where a COPY takes 3 s.
+    embeddings_query = f"MATCH (e:{CONCEPT_EMBEDDING}) RETURN e.id AS id, e.vector AS vector"
 
     def __init__(self, path: str | Path, read_only: bool = True):
         import ladybug
@@ -101,8 +105,14 @@ class EmbeddedStore(GraphStore):
             pass
         return index
 
-    def _arrow(self, cypher: str) -> pa.Table:
-        return self._conn.execute(cypher).get_as_arrow()
+    def _arrow(self, cypher: str, params: dict[str, Any] | None = None) -> pa.Table:
+        try:
+            return self._conn.execute(cypher, params or {}).get_as_arrow()
+        except RuntimeError as error:
+            raise GraphDBError(f"{self.uri}: {error}") from error
+
+    def _table(self, cypher: str, schema: pa.Schema, params: dict[str, Any] | None = None) -> pa.Table:
+        return self._arrow(cypher, params).select(schema.names).cast(schema)
 
     def ensure_schema(self) -> None:
         props = ", ".join(f"`{p}` {t}" for p, t in CONCEPT_PROPERTIES.items() if p != "id")
@@ -114,6 +124,7 @@ class EmbeddedStore(GraphStore):
         self._run(f"CREATE NODE TABLE IF NOT EXISTS {REPORT}(id STRING PRIMARY KEY, {report_props})")
         mention_props = ", ".join(f"{p} {t}" for p, t in MENTION_PROPERTIES.items())
         self._run(f"CREATE REL TABLE IF NOT EXISTS {MENTIONS}(FROM {REPORT} TO {CONCEPT}, {mention_props})")
+        self._run(f"CREATE NODE TABLE IF NOT EXISTS {CONCEPT_EMBEDDING}(id STRING PRIMARY KEY, vector FLOAT[])")
 
     def _load_concepts(self, table: pa.Table, bar: tqdm) -> TableLoad:
         load = self._merge_nodes(CONCEPT, list(CONCEPT_PROPERTIES), table)
@@ -160,6 +171,17 @@ class EmbeddedStore(GraphStore):
     def _update(self, cypher: str, rows: pa.Table) -> None:
         for start in range(0, rows.num_rows, UPDATE_BATCH):
             self._run(cypher, {"rows": rows.slice(start, UPDATE_BATCH).to_pylist()})
+
+    def _store_embeddings(self, table: pa.Table) -> None:
+        self._run("BEGIN TRANSACTION", write=True)
+        try:
+            self._run(f"DROP TABLE IF EXISTS {CONCEPT_EMBEDDING}", write=True)
+            self._run(f"CREATE NODE TABLE {CONCEPT_EMBEDDING}(id STRING PRIMARY KEY, vector FLOAT[])", write=True)
+            self._run(f"COPY {CONCEPT_EMBEDDING} FROM $rows", {"rows": table}, write=True)
+        except BaseException:
+            self._run("ROLLBACK", write=True)
+            raise
+        self._run("COMMIT", write=True)
 
     def _shortest_path(self, a: str, b: str, max_depth: int) -> list[PathStep]:
         result = self._conn.execute(

@@ -15,7 +15,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from .readonly import ReadOnlyError
-from .schema import CONCEPT, CONCEPT_PROPERTIES, MENTIONS, RELATIONSHIP_TYPES, REPORT
+from .schema import CONCEPT, CONCEPT_PROPERTIES, EMBEDDING_PROPERTY, MENTIONS, RELATIONSHIP_TYPES, REPORT
 from .store import GraphDBError, GraphStore, PathStep, TableLoad
 
 BATCH = 10_000
@@ -26,10 +26,11 @@ SCHEMA_STATEMENTS = (
     f"CREATE CONSTRAINT report_id IF NOT EXISTS FOR (r:{REPORT}) REQUIRE r.id IS UNIQUE",
 )
 _ASSIGN_CONCEPT = ", ".join(f"c.`{p}` = row.`{p}`" for p in CONCEPT_PROPERTIES if p != "id")
+_STORED_CONCEPT = "old {" + ", ".join(f".`{p}`" for p in CONCEPT_PROPERTIES) + "}"  # without a stored embedding
 LOAD_CONCEPTS = (
     "UNWIND $rows AS row "
     f"OPTIONAL MATCH (old:{CONCEPT} {{id: row.id}}) "
-    "WITH row, old IS NULL AS created, old IS NOT NULL AND properties(old) <> row AS changed "
+    f"WITH row, old IS NULL AS created, old IS NOT NULL AND {_STORED_CONCEPT} <> row AS changed "
     f"MERGE (c:{CONCEPT} {{id: row.id}}) SET {_ASSIGN_CONCEPT} "
     "RETURN sum(CASE WHEN created THEN 1 ELSE 0 END) AS added, sum(CASE WHEN changed THEN 1 ELSE 0 END) AS updated"
 )
@@ -86,7 +87,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
+STORE_EMBEDDINGS = f"UNWIND $rows AS row MATCH (c:{CONCEPT} {{id: row.id}}) SET c.{EMBEDDING_PROPERTY} = row.vector"
+
+
 class Neo4jStore(GraphStore):
+    embeddings_query = (f"MATCH (c:{CONCEPT}) WHERE c.{EMBEDDING_PROPERTY} IS NOT NULL "
+                        f"RETURN c.id AS id, c.{EMBEDDING_PROPERTY} AS vector")
+
     def __init__(self, driver: Any, uri: str, database: str | None = None, read_only: bool = True):
         self._driver = driver
         self.uri = uri
@@ -152,6 +159,10 @@ class Neo4jStore(GraphStore):
     def _link(self, reports: pa.Table, mentions: pa.Table) -> dict[str, TableLoad]:
         with tqdm(disable=True) as bar:
             return {REPORT: self._batched(LINK_REPORTS, reports, bar), MENTIONS: self._batched(LINK_MENTIONS, mentions, bar)}
+
+    def _store_embeddings(self, table: pa.Table) -> None:
+        for start in range(0, table.num_rows, BATCH):
+            self._run(STORE_EMBEDDINGS, {"rows": table.slice(start, BATCH).to_pylist()}, write=True)
 
     def _shortest_path(self, a: str, b: str, max_depth: int) -> list[PathStep]:
         rows = self._run(shortest_path_statement(max_depth), {"a": a, "b": b})

@@ -15,6 +15,10 @@ CONCEPT_PROPERTIES: dict[str, str] = {
     "definition": "STRING",
     "sources": "STRING[]",
 }
+# Concept vectors from `medkg embed export --graph`: a `embedding` property of each Concept on Neo4j,
+# rows keyed by the concept id in this node table on LadybugDB.
+EMBEDDING_PROPERTY = "embedding"
+CONCEPT_EMBEDDING = "ConceptEmbedding"
 RELATIONSHIP_TYPES: tuple[str, ...] = RELATION_TYPES
 RELATIONSHIP_PROPERTIES: dict[str, str] = {"rel": "STRING", "rela": "STRING", "source": "STRING", "support": "INT64"}
 # Reports linked by entity extraction: (:Report)-[:MENTIONS]->(:Concept).

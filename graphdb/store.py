@@ -10,13 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
 from kg.graph import KnowledgeGraph
 from kg.lookup import Hit, NameIndex
-from kg.tables import GraphTables
+from kg.tables import CONCEPT_SCHEMA, RELATION_SCHEMA, GraphTables
 
 from .readonly import ReadOnlyError, refuse_writes
 from .schema import (
@@ -87,6 +88,14 @@ class Neighbor:
 
 
 @dataclass(frozen=True, slots=True)
+class Similar:
+    id: str
+    name: str
+    group: str
+    similarity: float  # cosine of the two concepts' stored embeddings
+
+
+@dataclass(frozen=True, slots=True)
 class PathStep:
     id: str
     name: str
@@ -97,6 +106,7 @@ class PathStep:
 _ARROW_TYPES = {"STRING": pa.string(), "STRING[]": pa.list_(pa.string()), "INT64": pa.int64()}
 REPORT_SCHEMA = pa.schema([(p, _ARROW_TYPES[t]) for p, t in REPORT_PROPERTIES.items()])
 MENTION_SCHEMA = pa.schema([("from", pa.string()), ("to", pa.string())] + [(p, _ARROW_TYPES[t]) for p, t in MENTION_PROPERTIES.items()])
+EMBEDDING_SCHEMA = pa.schema([("id", pa.string()), ("vector", pa.list_(pa.float32()))])
 RELATIONSHIP_COLUMNS = ["head", "tail", *RELATIONSHIP_PROPERTIES]  # COPY maps columns by position: from, to, properties
 
 
@@ -172,6 +182,12 @@ class GraphStore(ABC):
     def _shortest_path(self, a: str, b: str, max_depth: int) -> list[PathStep]: ...
 
     @abstractmethod
+    def _store_embeddings(self, table: pa.Table) -> None:
+        """Replace the stored concept vectors by `table` (EMBEDDING_SCHEMA; every id is a stored concept)."""
+
+    embeddings_query: str  # Cypher returning `id` and `vector` of every concept with a stored embedding
+
+    @abstractmethod
     def close(self) -> None: ...
 
     type_function = "type"  # Cypher function naming a relationship's type
@@ -234,6 +250,57 @@ class GraphStore(ABC):
             **{p: [r[p] for r in rows] for p in MENTION_PROPERTIES},
         }, schema=MENTION_SCHEMA)
         return self._link(report_table, mention_table)
+
+    def tables(self) -> GraphTables:
+        """The stored graph as the Arrow tables `kg.tables.read_tables` gives for RRF: what training
+        reads when it is pointed at a database instead of an RRF directory."""
+        columns = ", ".join(f"c.`{p}` AS `{p}`" for p in CONCEPT_PROPERTIES)
+        concepts = self._table(f"MATCH (c:Concept) RETURN {columns}", CONCEPT_SCHEMA)
+        rel_columns = ", ".join(f"r.`{p}` AS `{p}`" for p in RELATIONSHIP_PROPERTIES)
+        relations = [
+            self._table(f"MATCH (a:Concept)-[r:{rel_type}]->(b:Concept) RETURN a.id AS head, b.id AS tail, $type AS type, {rel_columns}",
+                        RELATION_SCHEMA, {"type": rel_type})
+            for rel_type in RELATIONSHIP_TYPES
+        ]
+        return GraphTables(concepts, pa.concat_tables(relations))
+
+    def _table(self, cypher: str, schema: pa.Schema, params: dict[str, Any] | None = None) -> pa.Table:
+        """A read as an Arrow table; backends that return Arrow natively override this."""
+        return pa.Table.from_pylist(self._run(cypher, params), schema=schema)
+
+    def store_embeddings(self, ids: list[str], vectors: np.ndarray) -> list[str]:
+        """Store one vector per concept (replacing earlier ones), for `similar`; returns the ids left out
+        because the database holds no such concept."""
+        if self.read_only:
+            raise ReadOnlyError(f"{self.uri} is opened read-only; cannot store embeddings")
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        stored = {r["id"] for r in self._run("MATCH (c:Concept) WHERE c.id IN $ids RETURN c.id AS id", {"ids": list(ids)})}
+        keep = np.array([i in stored for i in ids], dtype=bool)
+        matrix = np.ascontiguousarray(vectors[keep], dtype=np.float32)
+        offsets = pa.array(np.arange(0, matrix.size + 1, max(matrix.shape[1], 1), dtype=np.int32)[: len(matrix) + 1])
+        column = pa.ListArray.from_arrays(offsets, pa.array(matrix.ravel()))
+        self._store_embeddings(pa.table({"id": pa.array([i for i, k in zip(ids, keep) if k], pa.string()), "vector": column},
+                                        schema=EMBEDDING_SCHEMA))
+        return [i for i, k in zip(ids, keep) if not k]
+
+    def similar(self, concept_id: str, limit: int = 10) -> list[Similar]:
+        """Concepts ranked by the cosine of their stored embeddings to this one's."""
+        table = self._table(self.embeddings_query, EMBEDDING_SCHEMA)
+        if not table.num_rows:
+            raise GraphDBError(f"{self.uri} holds no concept embeddings; store them with `medkg embed export RUN --graph URI`")
+        ids = table["id"].to_pylist()
+        if concept_id not in ids:
+            self.require_concept(concept_id)
+            raise ConceptNotFoundError(f"concept {concept_id!r} has no stored embedding in {self.uri}")
+        vectors = table["vector"].combine_chunks()
+        matrix = vectors.flatten().to_numpy().reshape(len(ids), -1)
+        matrix = matrix / np.clip(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12, None)
+        scores = matrix @ matrix[ids.index(concept_id)]
+        order = [i for i in np.argsort(-scores, kind="stable")[: limit + 1] if ids[i] != concept_id][:limit]
+        found = {r["id"]: r for r in self._run("MATCH (c:Concept) WHERE c.id IN $ids RETURN c.id AS id, c.name AS name, "
+                                                "c.`group` AS `group`", {"ids": [ids[i] for i in order]})}
+        return [Similar(ids[i], found[ids[i]]["name"], found[ids[i]]["group"], round(float(scores[i]), 4)) for i in order]
 
     def counts(self) -> dict[str, int]:
         counts = {"Concept": self._run("MATCH (c:Concept) RETURN count(c) AS n")[0]["n"]}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import neo4j
+import numpy as np
 import pytest
 
 from graphdb import neo4j_store
@@ -61,6 +62,10 @@ class RecordingSession:
             return [Record(n=0)]
         if cypher.startswith("MATCH (c:Concept {id: $id}) RETURN c"):
             return [Record(c={"id": params["id"], "name": params["id"]})]
+        if cypher.startswith("MATCH (c:Concept) WHERE c.id IN $ids RETURN c.id AS id"):  # existence checks, names
+            return [Record(id=i, name=i, group="DISO") for i in params["ids"]]
+        if "AS vector" in cypher:
+            return [Record(id="T:effusion", vector=[1.0, 0.0]), Record(id="T:ptx", vector=[0.6, 0.8])]
         if "c.synonyms AS synonyms" in cypher:
             return [Record(id="T:effusion", name="pleural effusion", synonyms=["effusion"], weight=1)]
         return []
@@ -83,6 +88,9 @@ def exercise(store: Neo4jStore) -> None:
     store.query("MATCH (c:Concept) WHERE c.name = $name RETURN c", {"name": "pleura"})
     store.query("MATCH (c:Concept {id: $id}) SET c.name = $name", {"id": "T:heart", "name": "cor"}, write=True)
     store.link_mentions([{"report": "r1", "source": "csv", "concept": "T:effusion", "assertion": "absent", "section": "FINDINGS", "count": 2}])
+    store.tables()
+    store.store_embeddings(["T:effusion", "T:ptx"], np.eye(2, dtype=np.float32))
+    store.similar("T:effusion")
 
 
 def test_every_statement_sent_parses_with_neo4js_parser(driver):
@@ -166,3 +174,13 @@ def test_unknown_graph_uri_is_a_clear_error():
 def test_schema_statements_declare_uniqueness_and_name_index():
     assert any("REQUIRE c.id IS UNIQUE" in s for s in neo4j_store.SCHEMA_STATEMENTS)
     assert any("ON (c.name)" in s for s in neo4j_store.SCHEMA_STATEMENTS)
+
+
+def test_embeddings_are_set_on_concepts_in_write_sessions_and_ranked(driver):
+    store = Neo4jStore(driver, "neo4j://test", read_only=False)
+    assert store.store_embeddings(["T:effusion", "T:ptx"], np.array([[1, 0], [0.6, 0.8]], dtype=np.float32)) == []
+    sets = [(params, mode) for cypher, params, mode, _ in driver.sent if "SET c.embedding" in cypher]
+    assert len(sets) == 1 and sets[0][1] == neo4j.WRITE_ACCESS
+    assert sets[0][0]["rows"][1]["id"] == "T:ptx" and sets[0][0]["rows"][1]["vector"] == pytest.approx([0.6, 0.8])
+    (hit,) = store.similar("T:effusion")
+    assert (hit.id, hit.similarity) == ("T:ptx", pytest.approx(0.6))

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from graphdb.neo4j_admin import export_neo4j_admin
-from graphdb.store import LoadSummary, Neighbor, PathStep
+from graphdb.store import LoadSummary, Neighbor, PathStep, Similar
 from graphdb.uri import open_store
 from kg.graph import KnowledgeGraph, read_graph
 from kg.lookup import Hit
@@ -62,6 +62,11 @@ def lookup(text: str, limit: int = 10, graph: str | None = None) -> list[Hit]:
 def neighbors(concept_id: str, depth: int = 1, rel_types: list[str] | None = None, graph: str | None = None, limit: int = 500) -> list[Neighbor]:
     with open_store(graph) as store:
         return store.neighbors(concept_id, depth, rel_types, limit)
+
+
+def similar(concept_id: str, limit: int = 10, graph: str | None = None) -> list[Similar]:
+    with open_store(graph) as store:
+        return store.similar(concept_id, limit)
 
 
 def path(a: str, b: str, max_depth: int = 6, graph: str | None = None) -> list[PathStep]:

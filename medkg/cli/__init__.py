@@ -10,7 +10,7 @@ from graphdb.readonly import ReadOnlyError
 from graphdb.store import ConceptNotFoundError, GraphDBError
 from kg.problems import MalformedInputError
 
-from . import extract, kg
+from . import embed, extract, kg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="group", required=True)
     kg.register(commands)
     extract.register(commands)
+    embed.register(commands)
     return parser
 
 

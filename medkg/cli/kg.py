@@ -42,6 +42,10 @@ def cmd_neighbors(args: argparse.Namespace) -> None:
     print_rows(found, args.json, None if args.json else ["distance", "direction", "relation", "id", "name", "group", "via"])
 
 
+def cmd_similar(args: argparse.Namespace) -> None:
+    print_rows(kg_api.similar(args.id, args.limit, args.graph), args.json)
+
+
 def cmd_path(args: argparse.Namespace) -> None:
     steps = kg_api.path(args.id1, args.id2, args.max_depth, args.graph)
     if not steps and not args.json:
@@ -95,6 +99,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--rel", nargs="+", metavar="R", help="relationship types to follow (IS_A, LOCATED_AT, ...)")
     p.add_argument("--limit", type=int, default=500)
     p.set_defaults(func=cmd_neighbors)
+
+    p = kg.add_parser("similar", parents=[graph_opt, json_opt], help="concepts ranked by embedding similarity (after `medkg embed export --graph`)")
+    p.add_argument("id")
+    p.add_argument("--limit", type=int, default=10)
+    p.set_defaults(func=cmd_similar)
 
     p = kg.add_parser("path", parents=[graph_opt, json_opt], help="a shortest path between two concepts")
     p.add_argument("id1")

@@ -1,0 +1,31 @@
+"""Starting hyperparameters per model name, as `medkg embed train --model NAME` uses them.
+
+Measured on the open radiology graph and the UMLS benchmark (docs/BENCHMARKS.md); any field can be
+overridden. GNN encoders train full-batch over the graph, so they take larger batches and 1-N scoring;
+shallow models take sampled negatives and, on large graphs, sparse updates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import ENCODERS, HEADS, KGEConfig
+
+SAMPLED: dict[str, Any] = {"batch_size": 1024, "negatives": 1024, "shared_negatives": True}
+SHALLOW: dict[str, dict[str, Any]] = {
+    "transe": {"dim": 128, "loss": "margin", "margin": 1.0, **SAMPLED},
+    "distmult": {"dim": 128, "loss": "softmax", "regularization": 0.01, **SAMPLED},
+    "rotate": {"dim": 128, "loss": "nssa", "margin": 9.0, **SAMPLED},
+    "complex": {"dim": 128, "loss": "softmax", "regularization": 0.01, **SAMPLED},
+}
+ENCODED: dict[str, Any] = {"dim": 128, "loss": "ce", "batch_size": 2048, "lr": 0.005, "encoder_layers": 2, "encoder_bases": 4,
+                           "encoder_dropout": 0.1}
+MODEL_NAMES = (*HEADS, *(f"{encoder}-{head}" for encoder in ENCODERS for head in HEADS))
+
+
+def preset(model: str, **overrides: Any) -> KGEConfig:
+    """The starting configuration of `model` (a name in MODEL_NAMES) with `overrides` applied."""
+    if model not in MODEL_NAMES:
+        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODEL_NAMES)}")
+    head = model.rpartition("-")[2]
+    values = {**SHALLOW[head], **(ENCODED if "-" in model else {}), "model": model}
+    return KGEConfig(**{**values, **{k: v for k, v in overrides.items() if v is not None}})

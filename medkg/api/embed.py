@@ -1,0 +1,162 @@
+"""`medkg embed ...` as Python: train link-prediction models over a graph, evaluate them, export
+concept vectors (to safetensors, and onto a graph database's concepts)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.torch import save
+
+from embed.evaluate import evaluate as evaluate_model
+from embed.features import concept_features
+from embed.models import LinkPredictor
+from embed.presets import preset
+from embed.run_data import has_run_data, load_run_data, read_source, save_run_data
+from embed.train import CONFIG, METRICS, load_model, train as train_model
+from embed.triples import Triples, split_triples
+from encoders.text import TextEncoder
+from graphdb.uri import medkg_home, open_store
+from kg.atomic import atomic_open
+from kg.problems import ProblemLog
+from kg.tables import GraphTables
+
+VECTORS = "concept_vectors.safetensors"
+IDS = "concept_ids.json"
+
+
+@dataclass
+class TrainSummary:
+    run: Path
+    model: str
+    entities: int
+    relations: int
+    triples: dict[str, int]  # train / valid / test
+    epochs: int
+    loss: float
+    seconds: float
+    valid: dict[str, float] | None  # the last validation metrics, when `eval_every` asked for them
+
+    def __str__(self) -> str:
+        sizes = ", ".join(f"{n:,} {part}" for part, n in self.triples.items())
+        line = (f"{self.model}: {self.entities:,} concepts, {self.relations} relations ({sizes}); "
+                f"{self.epochs} epochs, loss {self.loss:.4f}, {self.seconds:.1f} s this run")
+        if self.valid:
+            line += f"; valid MRR {self.valid['mrr']:.3f}"
+        return f"{line}\nrun directory: {self.run} (evaluate with `medkg embed eval {self.run}`)"
+
+
+def train(
+    out: Path, kg: Path | None = None, graph: str | None = None, model: str = "rgcn-distmult", text_features: bool = True,
+    text_encoder: Path | None = None, valid: float = 0.1, test: float = 0.1, progress: bool = True,
+    problems: ProblemLog | None = None, **overrides: Any,
+) -> TrainSummary:
+    """Train (or resume) a run in `out` on the graph in RRF directory `kg` or database `graph`.
+
+    The first call reads the graph, splits it and encodes each concept's text; all three are kept in
+    `out`, so a resumed run trains on exactly the same data even if the graph has changed since.
+    `overrides` are KGEConfig fields (epochs, dim, lr, ...)."""
+    out = Path(out)
+    config = preset(model, text_features=text_features, **overrides)
+    if not has_run_data(out):
+        if (kg is None) == (graph is None):
+            raise ValueError("give the graph as --kg DIR (RRF) or --graph URI (a graph database), exactly one")
+        tables = read_source(kg if kg is not None else graph, problems if problems is not None else ProblemLog())
+        split = split_triples(Triples.from_tables(tables), valid, test, config.seed)
+        features = _features(tables, text_encoder, config.device, progress) if text_features else None
+        save_run_data(out, split, features)
+    split, features = load_run_data(out)
+    started = time.perf_counter()
+    train_model(config, split, out, progress, features)
+    log = [json.loads(line) for line in (out / METRICS).read_text().splitlines() if line.strip()]
+    valid_metrics = next((r["valid"] for r in reversed(log) if "valid" in r), None)
+    return TrainSummary(out, config.model, split.train.num_entities, split.train.num_relations,
+                        {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)},
+                        log[-1]["epoch"] if log else 0, log[-1]["loss"] if log else float("nan"),
+                        time.perf_counter() - started, valid_metrics)
+
+
+def _features(tables: GraphTables, text_encoder: Path | None, device: str, progress: bool):
+    """Text vectors in entity order (sorted ids, as `Triples.from_tables` numbers them), cached in $MEDKG_HOME."""
+    encoder = TextEncoder.from_pretrained(text_encoder, device=device or None)
+    return concept_features(tables.concepts.sort_by("id"), encoder, medkg_home() / "features", progress=progress)
+
+
+def load_run(run: Path, device: str = "") -> tuple[LinkPredictor, Any]:
+    """The trained model of a run directory and the split it was trained on."""
+    run = Path(run)
+    if not (run / "checkpoint.pt").exists():
+        raise FileNotFoundError(f"{run} holds no trained model (no checkpoint.pt); train one with `medkg embed train`")
+    split, features = load_run_data(run)
+    return load_model(run, split.train, device, features), split
+
+
+def evaluate(run: Path, part: str = "test", batch_size: int = 256, device: str = "", progress: bool = True) -> dict[str, Any]:
+    """Filtered MRR and Hits@1/3/10 on the run's held-out `part` (test or valid), overall and per relation."""
+    if part not in ("test", "valid"):
+        raise ValueError(f"part must be 'test' or 'valid', not {part!r}")
+    model, split = load_run(run, device)
+    triples = getattr(split, part)
+    if not len(triples):
+        raise ValueError(f"{run} has no {part} triples to evaluate")
+    metrics = evaluate_model(model, triples, split.known, batch_size, per_relation=True, progress=progress)
+    keys = ("mrr", "hits@1", "hits@3", "hits@10")
+    return {**{k: round(metrics[k], 4) for k in keys}, "count": metrics["count"],
+            "per_relation": {name: {**{k: round(m[k], 4) for k in keys}, "count": m["count"]}
+                             for name, m in sorted(metrics["per_relation"].items())}}
+
+
+@dataclass
+class ExportSummary:
+    vectors: Path
+    ids: Path
+    concepts: int
+    dim: int
+    stored: int | None  # concepts given a vector in the graph database, when one was named
+    not_in_graph: list[str]
+
+    def __str__(self) -> str:
+        line = f"wrote {self.vectors} ({self.concepts:,} concepts x {self.dim}) and {self.ids}"
+        if self.stored is not None:
+            line += f"\nstored {self.stored:,} vectors in the graph database"
+            if self.not_in_graph:
+                line += f"; {len(self.not_in_graph):,} concepts are not in it (first: {', '.join(self.not_in_graph[:5])})"
+        return line
+
+
+def export(run: Path, out: Path | None = None, graph: str | None = None, device: str = "") -> ExportSummary:
+    """Concept vectors (the model's entity rows, after its GNN encoder if it has one) as safetensors plus
+    the id map (`concept_ids.json`, row i is concept ids[i]); with `graph`, also stored on its concepts."""
+    import torch
+
+    run = Path(run)
+    out = Path(out) if out is not None else run
+    model, split = load_run(run, device)
+    with torch.no_grad():
+        vectors = model.entity_table().detach().float().cpu().contiguous()
+    ids = split.train.entity_names
+    config = json.loads((run / CONFIG).read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out / VECTORS, "wb") as f:
+        f.write(save({"vectors": vectors}, metadata={"model": config["model"], "run": str(run.resolve())}))
+    with atomic_open(out / IDS) as f:
+        json.dump(ids, f)
+    stored, missing = None, []
+    if graph is not None:
+        with open_store(graph, read_only=False) as store:
+            missing = store.store_embeddings(ids, vectors.numpy())
+        stored = len(ids) - len(missing)
+    return ExportSummary(out / VECTORS, out / IDS, len(ids), vectors.shape[1], stored, missing)
+
+
+def read_vectors(directory: Path) -> tuple[list[str], np.ndarray]:
+    """Concept ids and their vectors as `export` wrote them."""
+    from safetensors.numpy import load_file
+
+    directory = Path(directory)
+    return json.loads((directory / IDS).read_text()), load_file(str(directory / VECTORS))["vectors"]
+

@@ -1,0 +1,80 @@
+"""`medkg embed ...`: link-prediction training over the graph, evaluation, concept vectors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from kg.problems import ProblemLog
+
+from .common import problems_footer, run_opt
+
+
+def embed_api():
+    """Imported when a command runs: torch takes a second or two to import, other command groups need none of it."""
+    from ..api import embed
+
+    return embed
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    problems = ProblemLog(strict=args.strict)
+    summary = embed_api().train(
+        args.out, args.kg, args.graph, args.model, text_features=not args.no_text_features, text_encoder=args.text_encoder,
+        progress=not args.quiet, problems=problems, epochs=args.epochs, dim=args.dim, lr=args.lr, batch_size=args.batch_size,
+        eval_every=args.eval_every, device=args.device, seed=args.seed,
+    )
+    print(summary)
+    problems_footer(problems)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    metrics = embed_api().evaluate(args.run, args.part, device=args.device or "", progress=not args.quiet and not args.json)
+    if args.json:
+        print(json.dumps(metrics))
+        return
+    print(f"{args.part}: {metrics['count']:,} queries (head and tail), filtered")
+    print(f"MRR {metrics['mrr']:.4f}  Hits@1 {metrics['hits@1']:.4f}  Hits@3 {metrics['hits@3']:.4f}  Hits@10 {metrics['hits@10']:.4f}")
+    width = max(len(name) for name in metrics["per_relation"])
+    print(f"\n{'relation'.ljust(width)}  queries     MRR  Hits@1  Hits@10")
+    for name, m in sorted(metrics["per_relation"].items(), key=lambda item: -item[1]["count"]):
+        print(f"{name.ljust(width)}  {m['count']:7,}  {m['mrr']:.4f}  {m['hits@1']:.4f}  {m['hits@10']:.4f}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    print(embed_api().export(args.run, args.out, args.graph, args.device or ""))
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    embed = commands.add_parser("embed", help="knowledge embedding: train, evaluate and export concept vectors").add_subparsers(dest="command", required=True)
+    device_opt = argparse.ArgumentParser(add_help=False)
+    device_opt.add_argument("--device", default="", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
+
+    p = embed.add_parser("train", parents=[run_opt, device_opt], help="train a link-prediction model (resumes an interrupted run)")
+    p.add_argument("--kg", type=Path, metavar="DIR", help="RRF directory written by `medkg kg build`")
+    p.add_argument("--graph", metavar="URI", help="read the graph from this database instead (embedded://PATH or a Neo4j URI)")
+    p.add_argument("--model", default="rgcn-distmult",
+                   help="transe, distmult, rotate, complex, or one of them behind an RGCN encoder: rgcn-distmult (default), ...")
+    p.add_argument("--out", type=Path, required=True, metavar="RUN", help="run directory: data, checkpoint, metrics.jsonl")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--dim", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--eval-every", type=int, help="validation MRR every N epochs (logged to metrics.jsonl)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-text-features", action="store_true", help="learned entity vectors only, no text of names and definitions")
+    p.add_argument("--text-encoder", type=Path, metavar="DIR", help="transformers model directory for concept text (default: bundled MiniLM)")
+    p.set_defaults(func=cmd_train)
+
+    p = embed.add_parser("eval", parents=[device_opt, run_opt], help="filtered MRR and Hits@1/3/10, overall and per relation")
+    p.add_argument("run", type=Path)
+    p.add_argument("--part", choices=["test", "valid"], default="test")
+    p.add_argument("--json", action="store_true", help='print {"mrr": ..., "hits@1": ..., "per_relation": {...}}')
+    p.set_defaults(func=cmd_eval)
+
+    p = embed.add_parser("export", parents=[device_opt], help="concept vectors as safetensors plus the id map; --graph stores them on concepts")
+    p.add_argument("run", type=Path)
+    p.add_argument("--out", type=Path, help="output directory (default: the run directory)")
+    p.add_argument("--graph", metavar="URI", help="also store the vectors on this graph database's concepts")
+    p.set_defaults(func=cmd_export)

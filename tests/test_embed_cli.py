@@ -1,0 +1,157 @@
+"""Knowledge embedding end to end: triples read in Arrow from RRF and from the graph database, vectors
+stored on concepts, `medkg embed train|eval|export` and `medkg kg similar`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+from embed.models import KGEConfig, build_model
+from embed.triples import Triples
+from graphdb.embedded import EmbeddedStore
+from graphdb.readonly import ReadOnlyError
+from graphdb.store import ConceptNotFoundError, GraphDBError
+from graphdb.uri import open_store
+from kg.problems import ProblemLog
+from kg.tables import read_tables
+from kg.write import write_rrf
+from medkg.cli import main
+from tests.graphs import small_graph
+
+
+def test_triples_from_arrow_tables_equal_those_from_networkx(open_kg_dir, open_kg):
+    from_tables = Triples.from_tables(read_tables(open_kg_dir, ProblemLog()))
+    from_graph = Triples.from_graph(open_kg)
+    assert from_tables.entity_names == from_graph.entity_names
+    assert from_tables.relation_names == from_graph.relation_names == ["co_occurs_with", "has_modifier", "isa", "located_at"]
+    assert torch.equal(from_tables.stacked(), from_graph.stacked())
+    assert len(from_tables) > 60_000
+
+
+def test_the_database_gives_back_the_triples_it_was_loaded_with(open_kg_dir, open_graph_uri):
+    with open_store(open_graph_uri) as store:
+        tables = store.tables()
+    assert tables.concepts.num_rows > 50_000
+    stored, read = Triples.from_tables(tables), Triples.from_tables(read_tables(open_kg_dir, ProblemLog()))
+    assert stored.entity_names == read.entity_names and stored.relation_names == read.relation_names
+    assert torch.equal(stored.stacked(), read.stacked())
+
+
+@pytest.fixture
+def small_uri(tmp_path) -> str:
+    with EmbeddedStore(tmp_path / "db", read_only=False) as store:
+        store.load(small_graph(), progress=False)
+    return f"embedded://{tmp_path / 'db'}"
+
+
+def test_stored_vectors_rank_concepts_by_cosine(small_uri):
+    ids = ["T:effusion", "T:ptx", "T:pleura", "T:heart", "T:not-in-graph"]
+    vectors = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [-1, 0, 0], [1, 0, 0]], dtype=np.float32)
+    with open_store(small_uri) as store:
+        with pytest.raises(GraphDBError, match="no concept embeddings"):
+            store.similar("T:effusion")
+        with pytest.raises(ReadOnlyError):
+            store.store_embeddings(ids, vectors)
+    with open_store(small_uri, read_only=False) as store:
+        assert store.store_embeddings(ids, vectors) == ["T:not-in-graph"]
+    with open_store(small_uri) as store:
+        ranked = store.similar("T:effusion", limit=3)
+        assert [s.id for s in ranked] == ["T:ptx", "T:pleura", "T:heart"]
+        assert ranked[0].name == "pneumothorax" and ranked[0].group == "DISO"
+        assert ranked[0].similarity == pytest.approx(0.9 / np.hypot(0.9, 0.1), abs=1e-4)
+        assert ranked[2].similarity == pytest.approx(-1.0)
+        with pytest.raises(ConceptNotFoundError, match="no stored embedding"):
+            store.similar("T:disease")
+        with pytest.raises(ConceptNotFoundError, match="no concept"):
+            store.similar("T:nope")
+    with open_store(small_uri, read_only=False) as store:
+        store.store_embeddings(["T:effusion", "T:heart"], np.array([[1, 0], [1, 0]], dtype=np.float32))  # replaces
+        assert [s.id for s in store.similar("T:effusion")] == ["T:heart"]
+        reload = store.load(small_graph(), progress=False)  # loads leave stored vectors alone
+        assert reload.tables["Concept"].unchanged == 7 and not reload.tables["Concept"].updated
+        assert [s.id for s in store.similar("T:effusion")] == ["T:heart"]
+
+
+def test_text_features_place_concepts_the_graph_never_trained():
+    triples = Triples.from_arrays([0, 1], [0, 0], [1, 2], num_entities=4)  # entity 3 has no edge
+    features = torch.randn(4, 5)
+    model = build_model(KGEConfig(model="distmult", dim=3, text_features=True), triples, features)
+    table = model.entity_table().detach()
+    assert torch.allclose(table, features @ model.project.weight.T.detach())  # residual rows start at zero
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model.score(triples.heads, triples.relations, triples.tails).sum().neg().backward()
+    optimizer.step()
+    assert model.kge.node_emb.weight[3].abs().sum() == 0  # no edge, no residual: still its text
+    assert model.kge.node_emb.weight[:3].abs().sum() > 0
+    with pytest.raises(ValueError, match="one feature row per entity"):
+        build_model(KGEConfig(model="distmult", dim=3, text_features=True), triples, features[:3])
+
+
+def run_cli(capsys, *argv: str) -> str:
+    capsys.readouterr()
+    assert main(list(argv)) == 0
+    return capsys.readouterr().out
+
+
+def test_train_eval_export_and_similar_from_the_database(open_graph_uri, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MEDKG_HOME", str(tmp_path / "home"))
+    run = tmp_path / "run"
+    common = ["embed", "train", "--graph", open_graph_uri, "--model", "distmult", "--no-text-features", "--out", str(run), "-q"]
+    out = run_cli(capsys, *common, "--epochs", "1")
+    assert "54,899 concepts" in out and "1 epochs" in out
+    run_cli(capsys, *common, "--epochs", "2")  # resumes: one more epoch
+    log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2] and log[1]["loss"] < log[0]["loss"]
+
+    metrics = json.loads(run_cli(capsys, "embed", "eval", str(run), "--json"))
+    assert set(metrics) == {"mrr", "hits@1", "hits@3", "hits@10", "count", "per_relation"}
+    assert 0 < metrics["hits@1"] <= metrics["hits@3"] <= metrics["hits@10"] <= 1 and 0 < metrics["mrr"] <= 1
+    assert set(metrics["per_relation"]) == {"co_occurs_with", "has_modifier", "isa", "located_at"}
+    assert sum(m["count"] for m in metrics["per_relation"].values()) == metrics["count"]
+
+    db = tmp_path / "copy"
+    with EmbeddedStore(db, read_only=False) as store:
+        store.load(small_graph(), progress=False)  # another graph: none of the run's concepts
+    out = run_cli(capsys, "embed", "export", str(run), "--graph", f"embedded://{db}")
+    assert "stored 0 vectors" in out and "54,899 concepts are not in it" in out
+    ids = json.loads((run / "concept_ids.json").read_text())
+    vectors = load_file(str(run / "concept_vectors.safetensors"))["vectors"]
+    assert vectors.shape == (len(ids), 128) and len(ids) == 54_899 and np.isfinite(vectors).all()
+
+    out = run_cli(capsys, "embed", "export", str(run), "--out", str(tmp_path / "vectors"), "--graph", open_graph_uri)
+    assert "stored 54,899 vectors" in out
+    similar = json.loads(run_cli(capsys, "kg", "similar", "RADLEX:RID34539", "--graph", open_graph_uri, "--json", "--limit", "5"))
+    assert len(similar) == 5 and all(s["id"] != "RADLEX:RID34539" for s in similar)
+    scores = [s["similarity"] for s in similar]
+    assert scores == sorted(scores, reverse=True)
+    row = ids.index("RADLEX:RID34539")
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    best = [ids[i] for i in np.argsort(-(unit @ unit[row]))[1:6]]
+    assert [s["id"] for s in similar] == best
+
+
+def test_text_feature_run_on_a_graph_written_as_rrf(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MEDKG_HOME", str(tmp_path / "home"))
+    kg_dir, run = tmp_path / "kg", tmp_path / "run"
+    write_rrf(small_graph(), kg_dir)
+    out = run_cli(capsys, "embed", "train", "--kg", str(kg_dir), "--model", "rgcn-distmult", "--out", str(run), "--epochs", "3",
+                  "--dim", "16", "-q")
+    assert "7 concepts" in out and "3 epochs" in out
+    assert list((tmp_path / "home" / "features").glob("concept-features-*.safetensors"))  # cached for the next run
+    run_cli(capsys, "embed", "export", str(run))
+    vectors = load_file(str(run / "concept_vectors.safetensors"))["vectors"]
+    ids = json.loads((run / "concept_ids.json").read_text())
+    assert vectors.shape == (7, 16) and np.abs(vectors[ids.index("T:isolated")]).sum() > 0
+
+
+def test_embed_errors_name_what_is_wrong(tmp_path, capsys):
+    assert main(["embed", "eval", str(tmp_path / "nothing")]) == 2
+    assert "nothing holds no trained model" in capsys.readouterr().err
+    assert main(["embed", "train", "--out", str(tmp_path / "r"), "--model", "transd", "--kg", str(tmp_path)]) == 2
+    assert "unknown model 'transd'" in capsys.readouterr().err
+    assert main(["embed", "train", "--out", str(tmp_path / "r"), "--model", "transe"]) == 2
+    assert "--kg DIR" in capsys.readouterr().err
