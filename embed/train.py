@@ -51,7 +51,7 @@ def train(config: KGEConfig, split: Split, run_dir: Path | str, progress: bool =
                unit="epoch", disable=not progress)
     for epoch in bar:
         start = time.perf_counter()
-        loss = _train_epoch(model, optimizer, train_ids, config, generator)
+        loss = _train_epoch(model, optimizer, train_ids, config, generator, progress)
         record: dict[str, Any] = {"epoch": epoch, "loss": loss, "seconds": round(time.perf_counter() - start, 4)}
         if config.eval_every and epoch % config.eval_every == 0 and len(split.valid):
             metrics = evaluate(model, split.valid, split.known, config.eval_batch_size)
@@ -175,11 +175,13 @@ def _n3(rows: Tensor, head: str) -> Tensor:
 
 
 def _train_epoch(model: LinkPredictor, optimizer: torch.optim.Optimizer, train_ids: Tensor, config: KGEConfig,
-                 generator: torch.Generator) -> float:
+                 generator: torch.Generator, progress: bool = False) -> float:
     model.train()
     total = torch.zeros((), device=train_ids.device)
     shuffled = train_ids[torch.randperm(len(train_ids), generator=generator, device=train_ids.device)]
-    for batch in shuffled.split(config.batch_size):
+    batches = shuffled.split(config.batch_size)
+    # A batch bar only where an epoch is long enough to wait for (a UMLS-sized graph), gone when it ends.
+    for batch in tqdm(batches, desc="batches", unit="batch", leave=False, disable=not progress or len(batches) < 500):
         loss = batch_loss(model, config, *batch.unbind(1), generator)
         model.zero_grad(set_to_none=True)  # the optimizer's own wraps a profiler scope: 5% of a small step
         loss.backward()

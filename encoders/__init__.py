@@ -1,0 +1,1 @@
+"""Model components: a text encoder and knowledge fusion. No losses and no training loops live here."""

@@ -1,0 +1,47 @@
+"""What every resumable training run directory shares: one atomic checkpoint file, a JSON-lines metrics
+log cut back to the checkpoint on resumption, a check that the directory holds the same run, and torch's
+RNG states (dropout), so that a resumed run continues exactly as if it had never stopped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kg.atomic import atomic_open
+
+
+def save_checkpoint(path: Path, state: dict[str, Any], device: torch.device) -> None:
+    """`state` plus torch's RNG states (CUDA's too on a GPU), written whole or not at all."""
+    state = {**state, "torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":  # dropout on the GPU draws from CUDA's own generator
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """The state `save_checkpoint` wrote, torch's RNG states restored."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if "cuda_rng" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+    return state
+
+
+def check_same_run(run_dir: Path, saved: dict[str, Any], config: dict[str, Any], resumable: set[str],
+                   saved_digest: str, digest: str) -> None:
+    """Refuse to resume another run: a config differing beyond `resumable` fields, or other data."""
+    changed = sorted(k for k, v in config.items() if k not in resumable and saved.get(k) != v)
+    if changed or saved_digest != digest:
+        what = f"config differs in {', '.join(changed)}" if changed else "training data differ"
+        raise ValueError(f"{run_dir} holds another run ({what}); use a new run directory")
+
+
+def trim_metrics(log: Path, key: str, last: int) -> None:
+    """Keep the records whose `key` is at most `last`: those after the checkpoint will be logged again."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    with atomic_open(log) as f:
+        f.writelines(line + "\n" for line in lines if line.strip() and json.loads(line)[key] <= last)
