@@ -24,6 +24,7 @@ from kg.atomic import atomic_open
 
 from .evaluate import evaluate
 from .models import COMPLEX_HEADS, KGEConfig, LinkPredictor, build_model
+from .runs import check_same_run, load_checkpoint, save_checkpoint, trim_metrics
 from .triples import Split, Triples
 
 CHECKPOINT = "checkpoint.pt"
@@ -192,20 +193,10 @@ def _train_epoch(model: LinkPredictor, optimizer: torch.optim.Optimizer, train_i
 
 def _save(run_dir: Path, config: KGEConfig, digest: str, model: LinkPredictor, optimizer: torch.optim.Optimizer,
           generator: torch.Generator, epoch: int) -> None:
-    state = {
-        "epoch": epoch,
-        "config": config.to_dict(),
-        "train_digest": digest,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "generator": generator.get_state(),
-        "generator_device": generator.device.type,
-        "torch_rng": torch.get_rng_state(),
-    }
-    if generator.device.type == "cuda":  # dropout on the GPU draws from CUDA's own generator
-        state["cuda_rng"] = torch.cuda.get_rng_state(generator.device)
-    with atomic_open(run_dir / CHECKPOINT, "wb") as f:
-        torch.save(state, f)
+    save_checkpoint(run_dir / CHECKPOINT, {
+        "epoch": epoch, "config": config.to_dict(), "train_digest": digest, "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "generator": generator.get_state(), "generator_device": generator.device.type,
+    }, generator.device)  # fmt: skip
 
 
 def _resume(run_dir: Path, config: KGEConfig, digest: str, model: LinkPredictor, optimizer: torch.optim.Optimizer,
@@ -218,24 +209,13 @@ def _resume(run_dir: Path, config: KGEConfig, digest: str, model: LinkPredictor,
     if not path.exists():
         (run_dir / METRICS).unlink(missing_ok=True)
         return 0
-    state = torch.load(path, map_location=config.resolved_device(), weights_only=True)
-    saved = state["config"]
-    changed = sorted(k for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
-    if changed or state["train_digest"] != digest:
-        what = f"config differs in {', '.join(changed)}" if changed else "training triples differ"
-        raise ValueError(f"{run_dir} holds another run ({what}); use a new run directory")
+    state = load_checkpoint(path, config.resolved_device())
+    check_same_run(run_dir, state["config"], config.to_dict(), RESUMABLE_CHANGES, state["train_digest"], digest)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if state["generator_device"] == generator.device.type:
         generator.set_state(state["generator"].cpu())
     else:  # moved between CPU and GPU: their generator states differ, so reseed for this epoch instead
         generator.manual_seed(config.seed * 1_000_003 + state["epoch"])
-    torch.set_rng_state(state["torch_rng"].cpu())
-    if "cuda_rng" in state and generator.device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), generator.device)
-    epoch = int(state["epoch"])
-    log = run_dir / METRICS
-    lines = log.read_text().splitlines() if log.exists() else []
-    with atomic_open(log) as f:
-        f.writelines(line + "\n" for line in lines if line.strip() and json.loads(line)["epoch"] <= epoch)
-    return epoch
+    trim_metrics(run_dir / METRICS, "epoch", state["epoch"])
+    return int(state["epoch"])

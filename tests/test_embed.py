@@ -233,7 +233,7 @@ def test_resume_refuses_another_run(tmp_path):
     with pytest.raises(ValueError, match="dim"):
         train(KGEConfig(**{**config.to_dict(), "dim": 16}), split, tmp_path, progress=False)
     other = Split(split.valid, split.train, split.test)
-    with pytest.raises(ValueError, match="triples"):
+    with pytest.raises(ValueError, match="training data differ"):
         train(config, other, tmp_path, progress=False)
     # More epochs is a continuation, not another run.
     train(KGEConfig(**{**config.to_dict(), "epochs": 3}), split, tmp_path, progress=False)

@@ -155,3 +155,16 @@ def test_embed_errors_name_what_is_wrong(tmp_path, capsys):
     assert "unknown model 'transd'" in capsys.readouterr().err
     assert main(["embed", "train", "--out", str(tmp_path / "r"), "--model", "transe"]) == 2
     assert "--kg DIR" in capsys.readouterr().err
+
+
+def test_knowledge_encoder_and_free_text_from_the_command_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MEDKG_HOME", str(tmp_path / "home"))
+    kg_dir, encoder = tmp_path / "kg", tmp_path / "encoder"
+    write_rrf(small_graph(), kg_dir)
+    out = run_cli(capsys, "embed", "knowledge", "--kg", str(kg_dir), "--out", str(encoder), "--steps", "2", "--batch-size", "4", "-q")
+    assert "2 steps" in out and (encoder / "model.safetensors").exists() and (encoder / "text_encoder.json").exists()
+    matches = json.loads(run_cli(capsys, "embed", "text", "fluid around the lung", "a collapsed lung", "--kg", str(kg_dir),
+                                 "--encoder", str(encoder), "--limit", "2", "--json", "-q"))
+    assert [m["text"] for m in matches] == ["fluid around the lung"] * 2 + ["a collapsed lung"] * 2
+    assert matches[0]["id"] == "T:effusion" and matches[2]["id"] == "T:ptx"  # by their synonyms
+    assert matches[0]["similarity"] >= matches[1]["similarity"]

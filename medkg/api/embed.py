@@ -63,9 +63,7 @@ def train(
     out = Path(out)
     config = preset(model, text_features=text_features, **overrides)
     if not has_run_data(out):
-        if (kg is None) == (graph is None):
-            raise ValueError("give the graph as --kg DIR (RRF) or --graph URI (a graph database), exactly one")
-        tables = read_source(kg if kg is not None else graph, problems if problems is not None else ProblemLog())
+        tables = _read_graph(kg, graph, problems)
         split = split_triples(Triples.from_tables(tables), valid, test, config.seed)
         features = _features(tables, text_encoder, config.device, progress) if text_features else None
         save_run_data(out, split, features)
@@ -78,6 +76,12 @@ def train(
                         {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)},
                         log[-1]["epoch"] if log else 0, log[-1]["loss"] if log else float("nan"),
                         time.perf_counter() - started, valid_metrics)
+
+
+def _read_graph(kg: Path | None, graph: str | None, problems: ProblemLog | None) -> GraphTables:
+    if (kg is None) == (graph is None):
+        raise ValueError("give the graph as --kg DIR (RRF) or --graph URI (a graph database), exactly one")
+    return read_source(kg if kg is not None else graph, problems if problems is not None else ProblemLog())
 
 
 def _features(tables: GraphTables, text_encoder: Path | None, device: str, progress: bool):
@@ -160,3 +164,53 @@ def read_vectors(directory: Path) -> tuple[list[str], np.ndarray]:
     directory = Path(directory)
     return json.loads((directory / IDS).read_text()), load_file(str(directory / VECTORS))["vectors"]
 
+
+
+@dataclass
+class KnowledgeSummary:
+    run: Path
+    steps: int
+    loss: float
+    seconds: float
+
+    def __str__(self) -> str:
+        return (f"knowledge encoder: {self.steps} steps, last loss {self.loss:.4f}, {self.seconds:.1f} s this run\n"
+                f"saved to {self.run} (use it with `--text-encoder {self.run}` or `medkg embed text ... --encoder {self.run}`)")
+
+
+def train_knowledge(out: Path, kg: Path | None = None, graph: str | None = None, progress: bool = True,
+                    problems: ProblemLog | None = None, **overrides: Any) -> KnowledgeSummary:
+    """Fine-tune a text encoder on the graph's names, synonyms, definitions and relations (resumes in `out`);
+    `overrides` are KnowledgeEncoderConfig fields (steps, batch_size, lr, encoder, relations, ...)."""
+    from embed.knowledge import METRICS as KNOWLEDGE_METRICS, KnowledgeEncoderConfig, train_knowledge_encoder
+
+    config = KnowledgeEncoderConfig(**{k: v for k, v in overrides.items() if v is not None})
+    tables = _read_graph(kg, graph, problems)
+    started = time.perf_counter()
+    train_knowledge_encoder(tables, out, config, progress)
+    last = json.loads((Path(out) / KNOWLEDGE_METRICS).read_text().splitlines()[-1])
+    return KnowledgeSummary(Path(out), last["step"], last["loss"], time.perf_counter() - started)
+
+
+@dataclass
+class ConceptMatch:
+    text: str
+    id: str
+    name: str
+    similarity: float
+
+
+def nearest_concepts(texts: list[str], kg: Path | None = None, graph: str | None = None, encoder: Path | None = None,
+                     limit: int = 5, progress: bool = True) -> list[ConceptMatch]:
+    """The concepts whose text (name, synonyms, definition) lies nearest each free text, by one encoder (a
+    knowledge encoder, or the bundled MiniLM): prompts and report phrases placed among the graph's concepts.
+    Concept vectors are cached in $MEDKG_HOME/features, so only the first call encodes the graph."""
+    tables = _read_graph(kg, graph, None)
+    text_encoder = TextEncoder.from_pretrained(encoder)
+    concepts = concept_features(tables, text_encoder, medkg_home() / "features", progress=progress)
+    queries = text_encoder.encode(texts)
+    scores, rows = (queries @ concepts.to(queries.device).T).topk(min(limit, len(concepts)), dim=1)
+    ids, names = tables.concepts["id"].to_pylist(), tables.concepts["name"].to_pylist()
+    return [ConceptMatch(text, ids[r], names[r], round(float(s), 4))
+            for text, row_scores, row_ids in zip(texts, scores.tolist(), rows.tolist())
+            for s, r in zip(row_scores, row_ids)]

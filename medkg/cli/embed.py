@@ -8,7 +8,8 @@ from pathlib import Path
 
 from kg.problems import ProblemLog
 
-from .common import problems_footer, run_opt
+from ..output import print_rows
+from .common import json_opt, problems_footer, run_opt
 
 
 def embed_api():
@@ -46,6 +47,21 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(embed_api().export(args.run, args.out, args.graph, args.device or ""))
 
 
+def cmd_knowledge(args: argparse.Namespace) -> None:
+    problems = ProblemLog(strict=args.strict)
+    print(embed_api().train_knowledge(
+        args.out, args.kg, args.graph, progress=not args.quiet, problems=problems, steps=args.steps, batch_size=args.batch_size,
+        lr=args.lr, encoder=str(args.encoder) if args.encoder else None, relations=tuple(args.relations) if args.relations else None,
+        device=args.device or None, seed=args.seed,
+    ))
+    problems_footer(problems)
+
+
+def cmd_text(args: argparse.Namespace) -> None:
+    matches = embed_api().nearest_concepts(args.text, args.kg, args.graph, args.encoder, args.limit, progress=not args.quiet)
+    print_rows(matches, args.json, None if args.json else ["text", "similarity", "id", "name"])
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     embed = commands.add_parser("embed", help="knowledge embedding: train, evaluate and export concept vectors").add_subparsers(dest="command", required=True)
     device_opt = argparse.ArgumentParser(add_help=False)
@@ -78,3 +94,24 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="output directory (default: the run directory)")
     p.add_argument("--graph", metavar="URI", help="also store the vectors on this graph database's concepts")
     p.set_defaults(func=cmd_export)
+
+    source = argparse.ArgumentParser(add_help=False)
+    source.add_argument("--kg", type=Path, metavar="DIR", help="RRF directory written by `medkg kg build`")
+    source.add_argument("--graph", metavar="URI", help="read the graph from this database instead")
+
+    p = embed.add_parser("knowledge", parents=[source, run_opt, device_opt],
+                         help="fine-tune a text encoder on the graph (KAD style): names, synonyms, definitions, relations")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="run directory; the finished encoder is saved there")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--encoder", type=Path, metavar="DIR", help="text encoder to start from (default: bundled MiniLM)")
+    p.add_argument("--relations", nargs="+", metavar="TYPE", help="relation types that give pairs (default: IS_A LOCATED_AT)")
+    p.set_defaults(func=cmd_knowledge)
+
+    p = embed.add_parser("text", parents=[source, json_opt, run_opt], help="concepts nearest to free text (prompts, report phrases)")
+    p.add_argument("text", nargs="+")
+    p.add_argument("--encoder", type=Path, metavar="DIR", help="a knowledge encoder directory (default: bundled MiniLM)")
+    p.add_argument("--limit", type=int, default=5, help="concepts per text")
+    p.set_defaults(func=cmd_text)
