@@ -34,6 +34,12 @@ demo: $(INSTALLED)
 	MEDKG_DATA_DIR=$(DATA) $(BIN)/medkg extract run $(DATA)/iu-xray/NLMCXR_reports.tgz --kg $(OUT)/open-kg --out $(OUT)/iu-mentions.jsonl --workers 2 --link
 	MEDKG_DATA_DIR=$(DATA) $(BIN)/medkg extract labels $(DATA)/iu-xray/NLMCXR_reports.tgz --kg $(OUT)/open-kg --label-set chestxray14 --out $(OUT)/iu-chestxray14.csv --workers 2
 	$(BIN)/medkg kg query "MATCH (r:Report)-[m:MENTIONS]->(c:Concept) WHERE m.assertion = \$$a AND m.section <> \$$s AND c.\`group\` = \$$g RETURN c.name AS finding, count(DISTINCT r) AS reports ORDER BY reports DESC LIMIT 8" --param a=present --param s=INDICATION --param g=DISO
+	$(BIN)/medkg embed knowledge --kg $(OUT)/open-kg --out $(OUT)/knowledge-encoder --steps 150 --batch-size 32 --lr 1e-4
+	$(BIN)/medkg embed text "fluid in the pleural space" "enlarged heart" "collapsed lung" --kg $(OUT)/open-kg --encoder $(OUT)/knowledge-encoder --limit 3
+	$(BIN)/medkg embed train --kg $(OUT)/open-kg --model rotate --text-encoder $(OUT)/knowledge-encoder --epochs 40 --out $(OUT)/kge
+	$(BIN)/medkg embed eval $(OUT)/kge
+	$(BIN)/medkg embed export $(OUT)/kge --graph
+	$(BIN)/medkg kg similar RADLEX:RID34539 --limit 8
 
 test: $(INSTALLED) $(PARSER)
 	$(BIN)/python -m pytest -q

@@ -40,8 +40,8 @@ from graphdb.embedded import EmbeddedStore
 from graphdb.schema import CONCEPT, CONCEPT_PROPERTIES, RELATIONSHIP_PROPERTIES, RELATIONSHIP_TYPES
 from kg.graph import Concept, KnowledgeGraph, Relation
 from kg.problems import ProblemLog
-from kg.write import write_rrf
 from kg.tables import read_tables
+from kg.write import write_graph_rrf
 
 # (TUI, name, semantic group, share of concepts whose first type it is)
 SEMANTIC_TYPES = (
@@ -313,7 +313,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="medkg-bench-") as tmp:
         rrf_dir = Path(tmp) / "rrf"
-        _, write_s = timed(lambda: write_rrf(kg, rrf_dir))
+        _, write_s = timed(lambda: write_graph_rrf(kg, rrf_dir))
         print(f"wrote the graph as RRF in {write_s:.1f} s (not part of any rate)", flush=True)
 
         def load_rrf(store: EmbeddedStore):

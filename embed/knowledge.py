@@ -58,6 +58,7 @@ class KnowledgeEncoderConfig:
     checkpoint_every: int = 200
     seed: int = 0
     device: str = ""  # "" = cuda when available, else cpu
+    mixed_precision: bool = True  # bfloat16 autocast on CUDA (no loss scaling needed); CPU runs in float32
 
     def __post_init__(self) -> None:
         self.relations = tuple(self.relations)
@@ -118,9 +119,11 @@ def embed_texts(encoder_dir: Path | str | None, texts: Sequence[str], batch_size
 def _step(encoder: TextEncoder, loss_fn: SoftInfoNCE, optimizer: torch.optim.Optimizer, pairs: KnowledgePairs,
           config: KnowledgeEncoderConfig, generator: torch.Generator) -> float:
     index = pairs.sample(config.batch_size, config.pairs_per_concept, generator)
-    left = encoder(encoder.tokenize([pairs.left[i] for i in index]))
-    right = encoder(encoder.tokenize([pairs.right[i] for i in index]))
-    loss = loss_fn(left, right, pairs.labels[index].to(encoder.device))
+    cuda = encoder.device.type == "cuda"
+    with torch.autocast(encoder.device.type, torch.bfloat16, enabled=config.mixed_precision and cuda):
+        left = encoder(encoder.tokenize([pairs.left[i] for i in index]))
+        right = encoder(encoder.tokenize([pairs.right[i] for i in index]))
+    loss = loss_fn(left.float(), right.float(), pairs.labels[index].to(encoder.device))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -143,7 +146,8 @@ def _resume(run_dir: Path, config: KnowledgeEncoderConfig, digest: str, encoder:
         (run_dir / METRICS).unlink(missing_ok=True)
         return 0
     state = load_checkpoint(run_dir / CHECKPOINT, encoder.device)
-    check_same_run(run_dir, state["config"], config.to_dict(), RESUMABLE_CHANGES, state["pairs_digest"], digest)
+    check_same_run(run_dir, state["config"], config.to_dict(), RESUMABLE_CHANGES, state["pairs_digest"], digest,
+                   KnowledgeEncoderConfig().to_dict())
     encoder.load_state_dict(state["model"])
     loss_fn.load_state_dict(state["loss"])
     optimizer.load_state_dict(state["optimizer"])

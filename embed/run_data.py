@@ -40,12 +40,13 @@ def has_run_data(run_dir: Path) -> bool:
 
 
 def save_run_data(run_dir: Path, split: Split, features: Tensor | None) -> None:
+    """The split last: its presence is what marks the run data complete."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_open(run_dir / VOCAB) as f:
         json.dump({"entities": split.train.entity_names, "relations": split.train.relation_names}, f)
-    _save_tensors(run_dir / SPLIT, {part: getattr(split, part).stacked() for part in ("train", "valid", "test")})
     if features is not None:
         _save_tensors(run_dir / FEATURES, {"features": features.float().contiguous()})
+    _save_tensors(run_dir / SPLIT, {part: getattr(split, part).stacked() for part in ("train", "valid", "test")})
 
 
 def load_run_data(run_dir: Path) -> tuple[Split, Tensor | None]:

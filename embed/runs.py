@@ -32,8 +32,10 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
 
 
 def check_same_run(run_dir: Path, saved: dict[str, Any], config: dict[str, Any], resumable: set[str],
-                   saved_digest: str, digest: str) -> None:
-    """Refuse to resume another run: a config differing beyond `resumable` fields, or other data."""
+                   saved_digest: str, digest: str, defaults: dict[str, Any] | None = None) -> None:
+    """Refuse to resume another run: a config differing beyond `resumable` fields, or other data. A field
+    the checkpoint predates counts as its default (`defaults`)."""
+    saved = {**(defaults or {}), **saved}
     changed = sorted(k for k, v in config.items() if k not in resumable and saved.get(k) != v)
     if changed or saved_digest != digest:
         what = f"config differs in {', '.join(changed)}" if changed else "training data differ"
@@ -42,6 +44,12 @@ def check_same_run(run_dir: Path, saved: dict[str, Any], config: dict[str, Any],
 
 def trim_metrics(log: Path, key: str, last: int) -> None:
     """Keep the records whose `key` is at most `last`: those after the checkpoint will be logged again."""
-    lines = log.read_text().splitlines() if log.exists() else []
+    kept = []
+    for line in log.read_text().splitlines() if log.exists() else []:
+        try:
+            if json.loads(line)[key] <= last:
+                kept.append(line + "\n")
+        except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by a kill
+            continue
     with atomic_open(log) as f:
-        f.writelines(line + "\n" for line in lines if line.strip() and json.loads(line)[key] <= last)
+        f.writelines(kept)

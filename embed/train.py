@@ -210,7 +210,8 @@ def _resume(run_dir: Path, config: KGEConfig, digest: str, model: LinkPredictor,
         (run_dir / METRICS).unlink(missing_ok=True)
         return 0
     state = load_checkpoint(path, config.resolved_device())
-    check_same_run(run_dir, state["config"], config.to_dict(), RESUMABLE_CHANGES, state["train_digest"], digest)
+    check_same_run(run_dir, state["config"], config.to_dict(), RESUMABLE_CHANGES, state["train_digest"], digest,
+                   KGEConfig().to_dict())
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if state["generator_device"] == generator.device.type:

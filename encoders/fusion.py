@@ -5,8 +5,8 @@ For token j with token features w_j and, inside a linked mention, entity embeddi
     h_j = act(W_t w_j + W_e e_j + b)      (act(W_t w_j + b) outside mentions)
     w'_j = LayerNorm(w_j + act(W_t' h_j + b_t'))
     e'_j = LayerNorm(e_j + act(W_e' h_j + b_e'))   (zero outside mentions)
-ERNIE's aggregator returns new token and entity features the same way; the residual and LayerNorm keep
-the text encoder's features usable as they are when the fusion is freshly initialised.
+ERNIE's aggregator returns new token and entity features the same way; the residual carries the text
+encoder's own features through, so the fusion adds knowledge to them rather than replacing them.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 from transformers import AutoModel, AutoTokenizer, BatchEncoding, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from kg.atomic import sibling_directory
 
@@ -67,7 +69,8 @@ class TextEncoder(nn.Module):
         directory = Path(directory or default_model_path())
         config = TextEncoderConfig(model=str(directory), **{**_saved_settings(directory), **overrides})
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-        model = AutoModel.from_pretrained(directory, local_files_only=True)
+        with _quiet_loading():
+            model = AutoModel.from_pretrained(directory, local_files_only=True)
         return cls(config, model, tokenizer).to(resolve_device(device))
 
     @classmethod
@@ -150,6 +153,19 @@ class TextEncoder(nn.Module):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()[:16]
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Without transformers' per-tensor "Loading weights" bar: a local load takes a second and the bar
+    would break up every command's output."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _saved_settings(directory: Path) -> dict[str, Any]:

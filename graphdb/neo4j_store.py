@@ -87,6 +87,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
+CLEAR_EMBEDDINGS = f"MATCH (c:{CONCEPT}) WHERE c.{EMBEDDING_PROPERTY} IS NOT NULL REMOVE c.{EMBEDDING_PROPERTY}"
 STORE_EMBEDDINGS = f"UNWIND $rows AS row MATCH (c:{CONCEPT} {{id: row.id}}) SET c.{EMBEDDING_PROPERTY} = row.vector"
 
 
@@ -161,6 +162,7 @@ class Neo4jStore(GraphStore):
             return {REPORT: self._batched(LINK_REPORTS, reports, bar), MENTIONS: self._batched(LINK_MENTIONS, mentions, bar)}
 
     def _store_embeddings(self, table: pa.Table) -> None:
+        self._run(CLEAR_EMBEDDINGS, write=True)  # vectors of another model must not stay on concepts left out
         for start in range(0, table.num_rows, BATCH):
             self._run(STORE_EMBEDDINGS, {"rows": table.slice(start, BATCH).to_pylist()}, write=True)
 

@@ -286,6 +286,8 @@ class GraphStore(ABC):
 
     def similar(self, concept_id: str, limit: int = 10) -> list[Similar]:
         """Concepts ranked by the cosine of their stored embeddings to this one's."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         table = self._table(self.embeddings_query, EMBEDDING_SCHEMA)
         if not table.num_rows:
             raise GraphDBError(f"{self.uri} holds no concept embeddings; store them with `medkg embed export RUN --graph URI`")
@@ -294,13 +296,16 @@ class GraphStore(ABC):
             self.require_concept(concept_id)
             raise ConceptNotFoundError(f"concept {concept_id!r} has no stored embedding in {self.uri}")
         vectors = table["vector"].combine_chunks()
+        if len(set(pc.list_value_length(vectors).to_pylist())) > 1:
+            raise GraphDBError(f"{self.uri} holds concept embeddings of different lengths; export one run again")
         matrix = vectors.flatten().to_numpy().reshape(len(ids), -1)
         matrix = matrix / np.clip(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12, None)
         scores = matrix @ matrix[ids.index(concept_id)]
         order = [i for i in np.argsort(-scores, kind="stable")[: limit + 1] if ids[i] != concept_id][:limit]
         found = {r["id"]: r for r in self._run("MATCH (c:Concept) WHERE c.id IN $ids RETURN c.id AS id, c.name AS name, "
                                                 "c.`group` AS `group`", {"ids": [ids[i] for i in order]})}
-        return [Similar(ids[i], found[ids[i]]["name"], found[ids[i]]["group"], round(float(scores[i]), 4)) for i in order]
+        return [Similar(ids[i], found[ids[i]]["name"], found[ids[i]]["group"], round(float(scores[i]), 4))
+                for i in order if ids[i] in found]
 
     def counts(self) -> dict[str, int]:
         counts = {"Concept": self._run("MATCH (c:Concept) RETURN count(c) AS n")[0]["n"]}

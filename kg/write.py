@@ -1,4 +1,6 @@
-"""A `KnowledgeGraph` written back as RRF: the inverse of `kg.graph.read_graph`."""
+"""A `KnowledgeGraph` written as RRF that `kg.graph.read_graph` reads back: graphs built in Python
+(synthetic benchmarks, tests, notebooks) become `--kg DIR` input. Each concept's strings are written
+under its first source."""
 
 from __future__ import annotations
 
@@ -9,20 +11,20 @@ from .relations import rrf_from_edge
 from .rrf import MRCONSO, MRDEF, MRREL, MRSAT, MRSTY, SUPPORT_ATTRIBUTE, RRFWriter
 
 
-def write_rrf(kg: KnowledgeGraph, out: Path) -> None:
+def write_graph_rrf(kg: KnowledgeGraph, out: Path) -> None:
     """The graph as the RRF files `medkg kg build` writes (a graph built in Python, readable by every
     `--kg DIR` command); written to a sibling directory and swapped in, like every build."""
     with RRFWriter(out) as writer:
         for c in kg.concepts():
+            sab, _, code = (c.sources[0] if c.sources else "MEDKG:" + c.id).partition(":")
             for i, string in enumerate([c.name, *c.synonyms]):
-                sab, _, code = c.sources[0].partition(":")
                 first = i == 0
                 writer.write(MRCONSO(c.id, "ENG", "P" if first else "S", "", "PF" if first else "VO", "", "Y" if first else "N",
                                      "", "", "", "", sab, "PT" if first else "SY", code, string, "0", "N", ""))
             for tui in c.semantic_types:
                 writer.write(MRSTY(c.id, tui, "", "", "", ""))
             if c.definition:
-                writer.write(MRDEF(c.id, "", "", "", c.sources[0].partition(":")[0], c.definition, "N", ""))
+                writer.write(MRDEF(c.id, "", "", "", sab, c.definition, "N", ""))
         for number, r in enumerate(kg.relations()):
             cui1, rel, cui2, rela = rrf_from_edge(r.head, r.type, r.tail, r.rela)
             writer.write(MRREL(cui1, "", "CUI", rel, cui2, "", "CUI", rela, f"R{number}", "", r.source, r.source, "", "", "N", ""))

@@ -247,3 +247,14 @@ def test_rgcn_encoder_passes_messages_over_training_edges_only():
     assert int(model.edge_type.max()) < 2 * split.train.num_relations
     assert model.entity_table().shape == (50, 8)
     assert math.isfinite(evaluate(model, split.test, split.known)["mrr"])
+
+
+def test_metrics_log_cut_short_by_a_kill_still_resumes(tmp_path):
+    from embed.runs import trim_metrics
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"epoch": 1, "loss": 2.0}\n{"epoch": 2, "loss": 1.5}\n{"epoch": 3, "lo')
+    trim_metrics(log, "epoch", 2)
+    assert log.read_text() == '{"epoch": 1, "loss": 2.0}\n{"epoch": 2, "loss": 1.5}\n'
+    trim_metrics(log, "epoch", 1)
+    assert log.read_text() == '{"epoch": 1, "loss": 2.0}\n'

@@ -10,15 +10,19 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
+from embed.features import concept_texts
 from embed.models import KGEConfig, build_model
 from embed.triples import Triples
 from graphdb.embedded import EmbeddedStore
 from graphdb.readonly import ReadOnlyError
 from graphdb.store import ConceptNotFoundError, GraphDBError
 from graphdb.uri import open_store
+from kg.graph import Concept, KnowledgeGraph
 from kg.problems import ProblemLog
 from kg.tables import read_tables
-from kg.write import write_rrf
+from kg.write import write_graph_rrf
+from encoders.text import TextEncoder
+from medkg.api.embed import load_run
 from medkg.cli import main
 from tests.graphs import small_graph
 
@@ -137,18 +141,38 @@ def test_train_eval_export_and_similar_from_the_database(open_graph_uri, tmp_pat
 def test_text_feature_run_on_a_graph_written_as_rrf(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MEDKG_HOME", str(tmp_path / "home"))
     kg_dir, run = tmp_path / "kg", tmp_path / "run"
-    write_rrf(small_graph(), kg_dir)
-    out = run_cli(capsys, "embed", "train", "--kg", str(kg_dir), "--model", "rgcn-distmult", "--out", str(run), "--epochs", "3",
-                  "--dim", "16", "-q")
-    assert "7 concepts" in out and "3 epochs" in out
+    write_graph_rrf(small_graph(), kg_dir)
+    out = run_cli(capsys, "embed", "train", "--kg", str(kg_dir), "--out", str(run), "--epochs", "3", "--dim", "16", "-q")
+    assert "rotate: 7 concepts" in out and "3 epochs" in out
     assert list((tmp_path / "home" / "features").glob("concept-features-*.safetensors"))  # cached for the next run
+
+    # Feature row i is the text of entity i.
+    entities = json.loads((run / "vocab.json").read_text())["entities"]
+    concepts = read_tables(kg_dir, ProblemLog()).concepts.sort_by("id")
+    assert entities == concepts["id"].to_pylist()
+    expected = TextEncoder.from_pretrained().encode(concept_texts(concepts))
+    assert torch.allclose(torch.from_numpy(load_file(str(run / "features.safetensors"))["features"]), expected, atol=1e-5)
+
     run_cli(capsys, "embed", "export", str(run))
-    vectors = load_file(str(run / "concept_vectors.safetensors"))["vectors"]
+    vectors = torch.from_numpy(load_file(str(run / "concept_vectors.safetensors"))["vectors"])
     ids = json.loads((run / "concept_ids.json").read_text())
-    assert vectors.shape == (7, 16) and np.abs(vectors[ids.index("T:isolated")]).sum() > 0
+    assert vectors.shape == (7, 32) and ids == entities  # RotatE rows: [real | imaginary]
+    model, _ = load_run(run)
+    with torch.no_grad():
+        text_only = model.project(model.features)
+    row = ids.index("T:isolated")  # no edge: only ever a sampled negative, so its row stays near its text's
+    assert torch.cosine_similarity(vectors[row], text_only[row], dim=0) > 0.9
+    assert run_cli(capsys, "embed", "train", "--kg", str(kg_dir), "--out", str(run), "--epochs", "3", "--dim", "16", "-q")
+    assert main(["embed", "train", "--kg", str(kg_dir), "--out", str(run), "--epochs", "3", "--dim", "16", "--no-text-features"]) == 2
+    assert "trained with text features" in capsys.readouterr().err
 
 
 def test_embed_errors_name_what_is_wrong(tmp_path, capsys):
+    lone = KnowledgeGraph()
+    lone.add_concept(Concept("T:lone", "lone concept", [], ["T047"], "DISO", "", ["TEST:lone"]))
+    write_graph_rrf(lone, tmp_path / "lone")
+    assert main(["embed", "train", "--kg", str(tmp_path / "lone"), "--out", str(tmp_path / "r0")]) == 2
+    assert "no relations" in capsys.readouterr().err
     assert main(["embed", "eval", str(tmp_path / "nothing")]) == 2
     assert "nothing holds no trained model" in capsys.readouterr().err
     assert main(["embed", "train", "--out", str(tmp_path / "r"), "--model", "transd", "--kg", str(tmp_path)]) == 2
@@ -160,7 +184,7 @@ def test_embed_errors_name_what_is_wrong(tmp_path, capsys):
 def test_knowledge_encoder_and_free_text_from_the_command_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MEDKG_HOME", str(tmp_path / "home"))
     kg_dir, encoder = tmp_path / "kg", tmp_path / "encoder"
-    write_rrf(small_graph(), kg_dir)
+    write_graph_rrf(small_graph(), kg_dir)
     out = run_cli(capsys, "embed", "knowledge", "--kg", str(kg_dir), "--out", str(encoder), "--steps", "2", "--batch-size", "4", "-q")
     assert "2 steps" in out and (encoder / "model.safetensors").exists() and (encoder / "text_encoder.json").exists()
     matches = json.loads(run_cli(capsys, "embed", "text", "fluid around the lung", "a collapsed lung", "--kg", str(kg_dir),

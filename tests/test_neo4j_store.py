@@ -119,7 +119,7 @@ def test_reads_use_read_sessions_and_only_loads_and_write_queries_write(driver):
     store = Neo4jStore(driver, "neo4j://test", database="kg", read_only=False)
     exercise(store)
     writes = {cypher for cypher, _, mode, _ in driver.sent if mode == neo4j.WRITE_ACCESS}
-    assert writes and all(("MERGE" in c or "CREATE" in c or " SET " in c) for c in writes)
+    assert writes and all(("MERGE" in c or "CREATE" in c or " SET " in c or " REMOVE " in c) for c in writes)
     reads = [cypher for cypher, _, mode, _ in driver.sent if mode == neo4j.READ_ACCESS]
     assert any("shortestPath" in c for c in reads) and any("count(" in c for c in reads)
     assert {database for *_, database in driver.sent} == {"kg"}
@@ -179,6 +179,9 @@ def test_schema_statements_declare_uniqueness_and_name_index():
 def test_embeddings_are_set_on_concepts_in_write_sessions_and_ranked(driver):
     store = Neo4jStore(driver, "neo4j://test", read_only=False)
     assert store.store_embeddings(["T:effusion", "T:ptx"], np.array([[1, 0], [0.6, 0.8]], dtype=np.float32)) == []
+    statements = [cypher for cypher, *_ in driver.sent]
+    clear = next(i for i, c in enumerate(statements) if "REMOVE c.embedding" in c)
+    assert clear < next(i for i, c in enumerate(statements) if "SET c.embedding" in c)  # an earlier model's vectors go
     sets = [(params, mode) for cypher, params, mode, _ in driver.sent if "SET c.embedding" in cypher]
     assert len(sets) == 1 and sets[0][1] == neo4j.WRITE_ACCESS
     assert sets[0][0]["rows"][1]["id"] == "T:ptx" and sets[0][0]["rows"][1]["vector"] == pytest.approx([0.6, 0.8])

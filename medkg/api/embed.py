@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from safetensors.torch import save
 
 from embed.evaluate import evaluate as evaluate_model
@@ -17,7 +18,8 @@ from embed.features import concept_features
 from embed.models import LinkPredictor
 from embed.presets import preset
 from embed.run_data import has_run_data, load_run_data, read_source, save_run_data
-from embed.train import CONFIG, METRICS, load_model, train as train_model
+from embed.train import CONFIG, METRICS, load_model
+from embed.train import train as train_model
 from embed.triples import Triples, split_triples
 from encoders.text import TextEncoder
 from graphdb.uri import medkg_home, open_store
@@ -51,7 +53,7 @@ class TrainSummary:
 
 
 def train(
-    out: Path, kg: Path | None = None, graph: str | None = None, model: str = "rgcn-distmult", text_features: bool = True,
+    out: Path, kg: Path | None = None, graph: str | None = None, model: str = "rotate", text_features: bool = True,
     text_encoder: Path | None = None, valid: float = 0.1, test: float = 0.1, progress: bool = True,
     problems: ProblemLog | None = None, **overrides: Any,
 ) -> TrainSummary:
@@ -64,13 +66,19 @@ def train(
     config = preset(model, text_features=text_features, **overrides)
     if not has_run_data(out):
         tables = _read_graph(kg, graph, problems)
-        split = split_triples(Triples.from_tables(tables), valid, test, config.seed)
-        features = _features(tables, text_encoder, config.device, progress) if text_features else None
+        triples = Triples.from_tables(tables)
+        if not len(triples):
+            raise ValueError("the graph has no relations to train on")
+        split = split_triples(triples, valid, test, config.seed)
+        features = _features(tables, triples.entity_names, text_encoder, config.device, progress) if text_features else None
         save_run_data(out, split, features)
     split, features = load_run_data(out)
+    if text_features != (features is not None):
+        raise ValueError(f"{out} was trained {'without' if features is None else 'with'} text features; "
+                         "pass the same --no-text-features setting, or use a new run directory")
     started = time.perf_counter()
     train_model(config, split, out, progress, features)
-    log = [json.loads(line) for line in (out / METRICS).read_text().splitlines() if line.strip()]
+    log = [json.loads(line) for line in _lines(out / METRICS)]
     valid_metrics = next((r["valid"] for r in reversed(log) if "valid" in r), None)
     return TrainSummary(out, config.model, split.train.num_entities, split.train.num_relations,
                         {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)},
@@ -84,10 +92,25 @@ def _read_graph(kg: Path | None, graph: str | None, problems: ProblemLog | None)
     return read_source(kg if kg is not None else graph, problems if problems is not None else ProblemLog())
 
 
-def _features(tables: GraphTables, text_encoder: Path | None, device: str, progress: bool):
-    """Text vectors in entity order (sorted ids, as `Triples.from_tables` numbers them), cached in $MEDKG_HOME."""
-    encoder = TextEncoder.from_pretrained(text_encoder, device=device or None)
-    return concept_features(tables.concepts.sort_by("id"), encoder, medkg_home() / "features", progress=progress)
+def _lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _features(tables: GraphTables, entity_names: list[str], text_encoder: Path | None, device: str, progress: bool):
+    return _concept_vectors(tables, TextEncoder.from_pretrained(text_encoder, device=device or None), progress,
+                            entity_names)[1]
+
+
+def _concept_vectors(tables: GraphTables, encoder: TextEncoder, progress: bool,
+                     order: list[str] | None = None) -> tuple[pa.Table, Any]:
+    """Concepts in `order` (default: sorted ids, the order `Triples.from_tables` numbers entities in) and
+    their text vectors, cached in $MEDKG_HOME/features: training and `nearest_concepts` share one encoding."""
+    ids = tables.concepts["id"]
+    rows = pc.index_in(pa.array(order, pa.string()), value_set=ids) if order is not None else pc.sort_indices(ids)
+    if rows.null_count:
+        raise ValueError("entities without a concept row: the concept table and the triples disagree")
+    concepts = tables.concepts.take(rows)
+    return concepts, concept_features(concepts, encoder, medkg_home() / "features", progress=progress)
 
 
 def load_run(run: Path, device: str = "") -> tuple[LinkPredictor, Any]:
@@ -132,9 +155,10 @@ class ExportSummary:
         return line
 
 
-def export(run: Path, out: Path | None = None, graph: str | None = None, device: str = "") -> ExportSummary:
+def export(run: Path, out: Path | None = None, graph: str | None = None, device: str = "", store: bool | None = None) -> ExportSummary:
     """Concept vectors (the model's entity rows, after its GNN encoder if it has one) as safetensors plus
-    the id map (`concept_ids.json`, row i is concept ids[i]); with `graph`, also stored on its concepts."""
+    the id map (`concept_ids.json`, row i is concept ids[i]); with `store` (default: when `graph` is
+    given), also stored on the concepts of `graph` (None: the default database)."""
     import torch
 
     run = Path(run)
@@ -150,20 +174,11 @@ def export(run: Path, out: Path | None = None, graph: str | None = None, device:
     with atomic_open(out / IDS) as f:
         json.dump(ids, f)
     stored, missing = None, []
-    if graph is not None:
-        with open_store(graph, read_only=False) as store:
-            missing = store.store_embeddings(ids, vectors.numpy())
+    if store if store is not None else graph is not None:
+        with open_store(graph, read_only=False) as database:
+            missing = database.store_embeddings(ids, vectors.numpy())
         stored = len(ids) - len(missing)
     return ExportSummary(out / VECTORS, out / IDS, len(ids), vectors.shape[1], stored, missing)
-
-
-def read_vectors(directory: Path) -> tuple[list[str], np.ndarray]:
-    """Concept ids and their vectors as `export` wrote them."""
-    from safetensors.numpy import load_file
-
-    directory = Path(directory)
-    return json.loads((directory / IDS).read_text()), load_file(str(directory / VECTORS))["vectors"]
-
 
 
 @dataclass
@@ -182,13 +197,15 @@ def train_knowledge(out: Path, kg: Path | None = None, graph: str | None = None,
                     problems: ProblemLog | None = None, **overrides: Any) -> KnowledgeSummary:
     """Fine-tune a text encoder on the graph's names, synonyms, definitions and relations (resumes in `out`);
     `overrides` are KnowledgeEncoderConfig fields (steps, batch_size, lr, encoder, relations, ...)."""
-    from embed.knowledge import METRICS as KNOWLEDGE_METRICS, KnowledgeEncoderConfig, train_knowledge_encoder
+    from embed.knowledge import METRICS as KNOWLEDGE_METRICS
+    from embed.knowledge import KnowledgeEncoderConfig, train_knowledge_encoder
 
     config = KnowledgeEncoderConfig(**{k: v for k, v in overrides.items() if v is not None})
     tables = _read_graph(kg, graph, problems)
     started = time.perf_counter()
     train_knowledge_encoder(tables, out, config, progress)
-    last = json.loads((Path(out) / KNOWLEDGE_METRICS).read_text().splitlines()[-1])
+    log = _lines(Path(out) / KNOWLEDGE_METRICS)
+    last = json.loads(log[-1]) if log else {"step": 0, "loss": float("nan")}
     return KnowledgeSummary(Path(out), last["step"], last["loss"], time.perf_counter() - started)
 
 
@@ -205,12 +222,11 @@ def nearest_concepts(texts: list[str], kg: Path | None = None, graph: str | None
     """The concepts whose text (name, synonyms, definition) lies nearest each free text, by one encoder (a
     knowledge encoder, or the bundled MiniLM): prompts and report phrases placed among the graph's concepts.
     Concept vectors are cached in $MEDKG_HOME/features, so only the first call encodes the graph."""
-    tables = _read_graph(kg, graph, None)
     text_encoder = TextEncoder.from_pretrained(encoder)
-    concepts = concept_features(tables, text_encoder, medkg_home() / "features", progress=progress)
+    concepts, vectors = _concept_vectors(_read_graph(kg, graph, None), text_encoder, progress)
     queries = text_encoder.encode(texts)
-    scores, rows = (queries @ concepts.to(queries.device).T).topk(min(limit, len(concepts)), dim=1)
-    ids, names = tables.concepts["id"].to_pylist(), tables.concepts["name"].to_pylist()
+    scores, rows = (queries @ vectors.to(queries.device).T).topk(min(limit, len(vectors)), dim=1)
+    ids, names = concepts["id"].to_pylist(), concepts["name"].to_pylist()
     return [ConceptMatch(text, ids[r], names[r], round(float(s), 4))
             for text, row_scores, row_ids in zip(texts, scores.tolist(), rows.tolist())
             for s, r in zip(row_scores, row_ids)]

@@ -11,6 +11,8 @@ from kg.problems import ProblemLog
 from ..output import print_rows
 from .common import json_opt, problems_footer, run_opt
 
+DEFAULT_GRAPH = "default"  # `--graph` without a URI: $MEDKG_GRAPH, else the embedded graph in $MEDKG_HOME
+
 
 def embed_api():
     """Imported when a command runs: torch takes a second or two to import, other command groups need none of it."""
@@ -44,7 +46,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    print(embed_api().export(args.run, args.out, args.graph, args.device or ""))
+    graph = None if args.graph is None else (None if args.graph == DEFAULT_GRAPH else args.graph)
+    print(embed_api().export(args.run, args.out, graph, args.device or "", store=args.graph is not None))
 
 
 def cmd_knowledge(args: argparse.Namespace) -> None:
@@ -70,8 +73,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = embed.add_parser("train", parents=[run_opt, device_opt], help="train a link-prediction model (resumes an interrupted run)")
     p.add_argument("--kg", type=Path, metavar="DIR", help="RRF directory written by `medkg kg build`")
     p.add_argument("--graph", metavar="URI", help="read the graph from this database instead (embedded://PATH or a Neo4j URI)")
-    p.add_argument("--model", default="rgcn-distmult",
-                   help="transe, distmult, rotate, complex, or one of them behind an RGCN encoder: rgcn-distmult (default), ...")
+    p.add_argument("--model", default="rotate",
+                   help="transe, distmult, rotate (default), complex, or one of them behind an RGCN encoder: rgcn-distmult, ...")
     p.add_argument("--out", type=Path, required=True, metavar="RUN", help="run directory: data, checkpoint, metrics.jsonl")
     p.add_argument("--epochs", type=int)
     p.add_argument("--dim", type=int)
@@ -92,7 +95,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = embed.add_parser("export", parents=[device_opt], help="concept vectors as safetensors plus the id map; --graph stores them on concepts")
     p.add_argument("run", type=Path)
     p.add_argument("--out", type=Path, help="output directory (default: the run directory)")
-    p.add_argument("--graph", metavar="URI", help="also store the vectors on this graph database's concepts")
+    p.add_argument("--graph", metavar="URI", nargs="?", const=DEFAULT_GRAPH,
+                   help="also store the vectors on the concepts of this graph database (alone: the default one)")
     p.set_defaults(func=cmd_export)
 
     source = argparse.ArgumentParser(add_help=False)
