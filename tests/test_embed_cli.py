@@ -13,6 +13,7 @@ from safetensors.numpy import load_file
 from embed.features import concept_texts
 from embed.models import KGEConfig, build_model
 from embed.triples import Triples
+from encoders.text import TextEncoder
 from graphdb.embedded import EmbeddedStore
 from graphdb.readonly import ReadOnlyError
 from graphdb.store import ConceptNotFoundError, GraphDBError
@@ -21,7 +22,6 @@ from kg.graph import Concept, KnowledgeGraph
 from kg.problems import ProblemLog
 from kg.tables import read_tables
 from kg.write import write_graph_rrf
-from encoders.text import TextEncoder
 from medkg.api.embed import load_run
 from medkg.cli import main
 from tests.graphs import small_graph
