@@ -202,3 +202,16 @@ def test_a_broken_lexicon_fails_once_with_workers(concept_index, tmp_path, data_
     config = ExtractionConfig(concept_index.directory, lexicons)
     with pytest.raises(FileNotFoundError, match="negex_triggers.txt"):
         list(extract_reports(reports, config, ProblemLog(), workers=2, progress=False))
+
+
+def test_mentions_of_free_texts_from_the_python_api(open_kg_dir, medkg_home, data_dir, monkeypatch):
+    from medkg.api.extract import mentions
+
+    monkeypatch.setenv("MEDKG_HOME", str(medkg_home))
+    monkeypatch.setenv("MEDKG_DATA_DIR", str(data_dir))
+    text = "Small left pleural effusion. No pneumothorax."
+    first, second = mentions([text, "Heart size is normal."], open_kg_dir)
+    assertions = {m.name: m.assertion for m in first}
+    assert assertions["pleural effusion"] == "present" and assertions["pneumothorax"] == "absent"
+    assert all(text[m.start:m.end] == m.text for m in first)
+    assert {m.name.lower(): m.assertion for m in second}.get("cardiomegaly") == "absent"

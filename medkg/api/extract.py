@@ -12,7 +12,7 @@ from extract.assertion import AssertionEngine, write_assertions_tsv
 from extract.index import ConceptIndex, ensure_index
 from extract.labels import label_report, load_label_set
 from extract.model import Mention, Report
-from extract.pipeline import ExtractionConfig, extract_reports
+from extract.pipeline import ExtractionConfig, Extractor, extract_reports
 from extract.sections import default_lexicon_dir
 from graphdb.uri import medkg_home, open_store
 from kg.atomic import atomic_open
@@ -49,6 +49,14 @@ def index(rrf_dir: Path, rebuild: bool = False, data_dir: Path | None = None, pr
 def _prepare(kg_dir: Path, progress: bool) -> tuple[ConceptIndex, ExtractionConfig]:
     concept_index, _ = index(kg_dir, progress=progress)
     return concept_index, ExtractionConfig(concept_index.directory, default_lexicon_dir())
+
+
+def mentions(texts: list[str], kg_dir: Path, progress: bool = False) -> list[list[Mention]]:
+    """The mentions of each free text (a report, a sentence), in this process: for notebooks and
+    short lists; `run` is the command for corpora."""
+    concept_index, config = _prepare(kg_dir, progress)
+    extractor = Extractor(config, concept_index)
+    return [extractor.mentions(Report(str(i), text, "text")) for i, text in enumerate(texts)]
 
 
 def mention_record(report: Report, mentions: list[Mention]) -> dict:
