@@ -96,7 +96,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path)
     p.add_argument("--out", type=Path, help="output directory (default: the run directory)")
     p.add_argument("--graph", metavar="URI", nargs="?", const=DEFAULT_GRAPH,
-                   help="also store the vectors on the concepts of this graph database (alone: the default one)")
+                   help="also store the vectors on the concepts of this graph database (alone, after RUN: the default one)")
     p.set_defaults(func=cmd_export)
 
     source = argparse.ArgumentParser(add_help=False)
