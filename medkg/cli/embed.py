@@ -70,18 +70,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     device_opt = argparse.ArgumentParser(add_help=False)
     device_opt.add_argument("--device", default="", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
 
-    p = embed.add_parser("train", parents=[run_opt, device_opt], help="train a link-prediction model (resumes an interrupted run)")
-    p.add_argument("--kg", type=Path, metavar="DIR", help="RRF directory written by `medkg kg build`")
-    p.add_argument("--graph", metavar="URI", help="read the graph from this database instead (embedded://PATH or a Neo4j URI)")
+    source = argparse.ArgumentParser(add_help=False)
+    source.add_argument("--kg", type=Path, metavar="DIR", help="RRF directory written by `medkg kg build`")
+    source.add_argument("--graph", metavar="URI", help="read the graph from this database instead (embedded://PATH or a Neo4j URI)")
+    optimizer = argparse.ArgumentParser(add_help=False)
+    optimizer.add_argument("--lr", type=float)
+    optimizer.add_argument("--batch-size", type=int)
+    optimizer.add_argument("--seed", type=int)
+
+    p = embed.add_parser("train", parents=[source, optimizer, run_opt, device_opt],
+                         help="train a link-prediction model (resumes an interrupted run)")
     p.add_argument("--model", default="rotate",
                    help="transe, distmult, rotate (default), complex, or one of them behind an RGCN encoder: rgcn-distmult, ...")
     p.add_argument("--out", type=Path, required=True, metavar="RUN", help="run directory: data, checkpoint, metrics.jsonl")
     p.add_argument("--epochs", type=int)
     p.add_argument("--dim", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int)
     p.add_argument("--eval-every", type=int, help="validation MRR every N epochs (logged to metrics.jsonl)")
-    p.add_argument("--seed", type=int)
     p.add_argument("--no-text-features", action="store_true", help="learned entity vectors only, no text of names and definitions")
     p.add_argument("--text-encoder", type=Path, metavar="DIR", help="transformers model directory for concept text (default: bundled MiniLM)")
     p.set_defaults(func=cmd_train)
@@ -99,17 +103,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="also store the vectors on the concepts of this graph database (alone, after RUN: the default one)")
     p.set_defaults(func=cmd_export)
 
-    source = argparse.ArgumentParser(add_help=False)
-    source.add_argument("--kg", type=Path, metavar="DIR", help="RRF directory written by `medkg kg build`")
-    source.add_argument("--graph", metavar="URI", help="read the graph from this database instead")
-
-    p = embed.add_parser("knowledge", parents=[source, run_opt, device_opt],
+    p = embed.add_parser("knowledge", parents=[source, optimizer, run_opt, device_opt],
                          help="fine-tune a text encoder on the graph (KAD style): names, synonyms, definitions, relations")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="run directory; the finished encoder is saved there")
     p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
     p.add_argument("--encoder", type=Path, metavar="DIR", help="text encoder to start from (default: bundled MiniLM)")
     p.add_argument("--relations", nargs="+", metavar="TYPE", help="relation types that give pairs (default: IS_A LOCATED_AT)")
     p.set_defaults(func=cmd_knowledge)
