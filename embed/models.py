@@ -1,5 +1,5 @@
 """Link-prediction models: torch-geometric's KGE models (TransE, DistMult, RotatE, ComplEx), optionally
-over an RGCN encoder, behind one interface that scores given triples, sampled negatives, or every entity.
+over a relational GNN encoder (RGCN or FiLM), behind one interface that scores given triples, sampled negatives, or every entity.
 
 torch-geometric's models score one (h, r, t) triple at a time. Ranking against all entities, or 1-N
 training, would then need num_entities copies of every query, so each model here is rewritten as a
@@ -18,13 +18,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import RGCNConv
+from torch_geometric.nn import FiLMConv, RGCNConv
 from torch_geometric.nn.kge import ComplEx, DistMult, KGEModel, RotatE, TransE
 
 from .triples import Triples
 
 HEADS: dict[str, type[KGEModel]] = {"transe": TransE, "distmult": DistMult, "rotate": RotatE, "complex": ComplEx}
-ENCODERS = ("rgcn",)
+ENCODERS = ("rgcn", "film")
 LOSSES = ("margin", "bce", "nssa", "softmax", "ce")
 COMPLEX_HEADS = ("rotate", "complex")  # entity rows are [real | imaginary], 2 * dim wide
 
@@ -34,7 +34,7 @@ class KGEConfig:
     """Everything that defines a training run; saved with every checkpoint.
 
     `model` is a scoring head (`transe`, `distmult`, `rotate`, `complex`), optionally behind a relational
-    GNN encoder (`rgcn-distmult`, ...). Losses: `margin` (pairwise margin ranking), `bce` (logistic, positives
+    GNN encoder (`rgcn-distmult`, `film-rotate`, ...). Losses: `margin` (pairwise margin ranking), `bce` (logistic, positives
     and negatives weighted equally), `nssa` (self-adversarial negative sampling, the RotatE paper's loss),
     `softmax` (cross-entropy of the positive against its negatives: sampled softmax) all over `negatives`
     sampled corruptions per positive; `ce` is 1-N training: softmax cross-entropy over all
@@ -99,14 +99,20 @@ class KGEConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-class RGCNEncoder(nn.Module):
+class RelationalEncoder(nn.Module):
     """Full-batch relational message passing over the training graph (each relation and its inverse):
-    entity rows in, contextual entity rows of the same width out. Layers are torch-geometric's `RGCNConv`
-    with basis decomposition, ReLU between layers."""
+    entity rows in, contextual entity rows of the same width out, ReLU between layers. Layers are
+    torch-geometric's: `rgcn` is `RGCNConv` (a weight per relation, basis-decomposed; Schlichtkrull et
+    al., 2018), `film` is `FiLMConv` (messages modulated feature-wise by the relation, the
+    relation-aware alternative to CompGCN that torch-geometric ships; Brockschmidt, 2020)."""
 
-    def __init__(self, width: int, num_relations: int, layers: int, bases: int, dropout: float):
+    def __init__(self, kind: str, width: int, num_relations: int, layers: int, bases: int, dropout: float):
         super().__init__()
-        self.convs = nn.ModuleList(RGCNConv(width, width, 2 * num_relations, num_bases=bases) for _ in range(layers))
+        relations = 2 * num_relations
+        if kind == "rgcn":
+            self.convs = nn.ModuleList(RGCNConv(width, width, relations, num_bases=bases) for _ in range(layers))
+        else:  # act=None: signed outputs, as KGE scores need; the ReLU between layers is ours
+            self.convs = nn.ModuleList(FiLMConv(width, width, relations, act=None) for _ in range(layers))
         self.dropout = dropout
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_type: Tensor) -> Tensor:
@@ -144,11 +150,11 @@ class LinkPredictor(nn.Module):
             self.register_buffer("features", features.float(), persistent=False)
             for table in self._entity_tables():
                 nn.init.zeros_(table.weight)
-        self.encoder: RGCNEncoder | None = None
+        self.encoder: RelationalEncoder | None = None
         if config.encoder:
             if graph is None:
                 raise ValueError(f"{config.model} needs the training graph for message passing")
-            self.encoder = RGCNEncoder(width, num_relations, config.encoder_layers, config.encoder_bases,
+            self.encoder = RelationalEncoder(config.encoder, width, num_relations, config.encoder_layers, config.encoder_bases,
                                        config.encoder_dropout)
             # Buffers, not parameters: rebuilt from the training triples, never saved.
             self.register_buffer("edge_index", torch.cat([torch.stack([graph.heads, graph.tails]),

@@ -142,7 +142,7 @@ def test_scores_equal_torch_geometric_forward_for_triples_negatives_and_all_enti
     torch.testing.assert_close(all_heads.gather(1, h.unsqueeze(1)).squeeze(1), expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("model_name", ["transe", "distmult", "rotate", "complex", "rgcn-distmult", "rgcn-rotate"])
+@pytest.mark.parametrize("model_name", ["transe", "distmult", "rotate", "complex", "rgcn-distmult", "rgcn-rotate", "film-complex"])
 @pytest.mark.parametrize("loss", ["margin", "bce", "nssa", "softmax", "ce"])
 def test_every_model_and_loss_takes_a_step(model_name, loss):
     triples = random_triples(100, entities=25, relations=3)
@@ -240,13 +240,24 @@ def test_resume_refuses_another_run(tmp_path):
     assert len((tmp_path / METRICS).read_text().splitlines()) == 3
 
 
-def test_rgcn_encoder_passes_messages_over_training_edges_only():
+@pytest.mark.parametrize("encoder", ["rgcn", "film"])
+def test_gnn_encoders_pass_messages_over_training_edges_only(encoder):
     split = split_triples(random_triples(400, entities=50, relations=3), seed=0)
-    model = build_model(KGEConfig(model="rgcn-distmult", dim=8), split.train)
+    model = build_model(KGEConfig(model=f"{encoder}-distmult", dim=8), split.train)
     assert model.edge_index.shape[1] == 2 * len(split.train)
     assert int(model.edge_type.max()) < 2 * split.train.num_relations
     assert model.entity_table().shape == (50, 8)
     assert math.isfinite(evaluate(model, split.test, split.known)["mrr"])
+    # A message passes along edges: changing one entity's own row changes its neighbours' encoded rows.
+    entity = int(split.train.heads[0])
+    neighbour = int(split.train.tails[0])
+    isolated = sorted(set(range(50)) - set(split.train.heads.tolist()) - set(split.train.tails.tolist()))
+    before = model.entity_table().detach()
+    with torch.no_grad():
+        model.kge.node_emb.weight[entity] += 1.0
+    after = model.entity_table().detach()
+    assert not torch.allclose(before[neighbour], after[neighbour])
+    assert all(torch.allclose(before[i], after[i]) for i in isolated)
 
 
 def test_metrics_log_cut_short_by_a_kill_still_resumes(tmp_path):

@@ -81,7 +81,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = embed.add_parser("train", parents=[source, optimizer, run_opt, device_opt],
                          help="train a link-prediction model (resumes an interrupted run)")
     p.add_argument("--model", default="rotate",
-                   help="transe, distmult, rotate (default), complex, or one of them behind an RGCN encoder: rgcn-distmult, ...")
+                   help="transe, distmult, rotate (default), complex, or one of them behind a GNN encoder: rgcn-distmult, film-rotate, ...")
     p.add_argument("--out", type=Path, required=True, metavar="RUN", help="run directory: data, checkpoint, metrics.jsonl")
     p.add_argument("--epochs", type=int)
     p.add_argument("--dim", type=int)
