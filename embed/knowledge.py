@@ -22,17 +22,16 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from encoders.text import TextEncoder, resolve_device
+from encoders.device import resolve_device
+from encoders.text import TextEncoder
 from kg.atomic import atomic_open
 from kg.relations import RELATION_TYPES
 from kg.tables import GraphTables
 
 from .contrastive import SoftInfoNCE
 from .pairs import KNOWLEDGE_RELATIONS, KnowledgePairs, knowledge_pairs
-from .runs import check_same_run, load_checkpoint, save_checkpoint, trim_metrics
+from .runs import CHECKPOINT, append_metrics, resume_state, save_checkpoint
 
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
 CONFIG = "knowledge.json"  # not config.json: the finished encoder's transformers config goes there
 # Fields that may change between a run and its resumption: they do not change what is trained.
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "device"}
@@ -99,9 +98,8 @@ def train_knowledge_encoder(tables: GraphTables, run_dir: Path | str, config: Kn
         start = time.perf_counter()
         loss = _step(encoder, loss_fn, optimizer, pairs, config, generator)
         bar.set_postfix(loss=f"{loss:.4f}")
-        with open(run_dir / METRICS, "a") as log:
-            log.write(json.dumps({"step": step, "loss": loss, "temperature": float(1 / loss_fn.logit_scale.exp()),
-                                  "seconds": round(time.perf_counter() - start, 4)}) + "\n")
+        append_metrics(run_dir, {"step": step, "loss": loss, "temperature": float(1 / loss_fn.logit_scale.exp()),
+                                 "seconds": round(time.perf_counter() - start, 4)})
         if step % config.checkpoint_every == 0 or step == config.steps:
             _save(run_dir, config, digest, encoder, loss_fn, optimizer, generator, step)
     encoder.eval()
@@ -141,16 +139,12 @@ def _save(run_dir: Path, config: KnowledgeEncoderConfig, digest: str, encoder: T
 def _resume(run_dir: Path, config: KnowledgeEncoderConfig, digest: str, encoder: TextEncoder, loss_fn: SoftInfoNCE,
             optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
     """Restore the last checkpoint; return the steps it completed (0 if none)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / CHECKPOINT).exists():
-        (run_dir / METRICS).unlink(missing_ok=True)
+    state = resume_state(run_dir, encoder.device, config.to_dict(), KnowledgeEncoderConfig().to_dict(), RESUMABLE_CHANGES,
+                         "pairs_digest", digest, "step")
+    if state is None:
         return 0
-    state = load_checkpoint(run_dir / CHECKPOINT, encoder.device)
-    check_same_run(run_dir, state["config"], config.to_dict(), RESUMABLE_CHANGES, state["pairs_digest"], digest,
-                   KnowledgeEncoderConfig().to_dict())
     encoder.load_state_dict(state["model"])
     loss_fn.load_state_dict(state["loss"])
     optimizer.load_state_dict(state["optimizer"])
     generator.set_state(state["generator"].cpu())
-    trim_metrics(run_dir / METRICS, "step", state["step"])
     return int(state["step"])

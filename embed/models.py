@@ -21,6 +21,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import FiLMConv, RGCNConv
 from torch_geometric.nn.kge import ComplEx, DistMult, KGEModel, RotatE, TransE
 
+from encoders.device import resolve_device
+
 from .triples import Triples
 
 HEADS: dict[str, type[KGEModel]] = {"transe": TransE, "distmult": DistMult, "rotate": RotatE, "complex": ComplEx}
@@ -88,7 +90,7 @@ class KGEConfig:
         return self.model.rpartition("-")[0]
 
     def resolved_device(self) -> torch.device:
-        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return resolve_device(self.device or None)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,6 +12,9 @@ import torch
 
 from kg.atomic import atomic_open
 
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
 
 def save_checkpoint(path: Path, state: dict[str, Any], device: torch.device) -> None:
     """`state` plus torch's RNG states (CUDA's too on a GPU), written whole or not at all."""
@@ -31,6 +34,20 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     return state
 
 
+def resume_state(run_dir: Path, device: torch.device, config: dict[str, Any], defaults: dict[str, Any],
+                 resumable: set[str], digest_key: str, digest: str, progress_key: str) -> dict[str, Any] | None:
+    """The last checkpoint's state, checked to be this run's (`check_same_run`), with the metrics log cut
+    back to its `progress_key` (epoch or step); None for a fresh run, whose stale log is removed."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / CHECKPOINT).exists():
+        (run_dir / METRICS).unlink(missing_ok=True)
+        return None
+    state = load_checkpoint(run_dir / CHECKPOINT, device)
+    check_same_run(run_dir, state["config"], config, resumable, state[digest_key], digest, defaults)
+    trim_metrics(run_dir / METRICS, progress_key, state[progress_key])
+    return state
+
+
 def check_same_run(run_dir: Path, saved: dict[str, Any], config: dict[str, Any], resumable: set[str],
                    saved_digest: str, digest: str, defaults: dict[str, Any] | None = None) -> None:
     """Refuse to resume another run: a config differing beyond `resumable` fields, or other data. A field
@@ -42,14 +59,23 @@ def check_same_run(run_dir: Path, saved: dict[str, Any], config: dict[str, Any],
         raise ValueError(f"{run_dir} holds another run ({what}); use a new run directory")
 
 
-def trim_metrics(log: Path, key: str, last: int) -> None:
-    """Keep the records whose `key` is at most `last`: those after the checkpoint will be logged again."""
-    kept = []
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    with open(run_dir / METRICS, "a") as log:
+        log.write(json.dumps(record) + "\n")
+
+
+def read_metrics(log: Path) -> list[dict[str, Any]]:
+    """The records of a metrics log, without a last line cut short by a kill; [] when there is no log."""
+    records = []
     for line in log.read_text().splitlines() if log.exists() else []:
         try:
-            if json.loads(line)[key] <= last:
-                kept.append(line + "\n")
-        except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by a kill
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
             continue
+    return records
+
+
+def trim_metrics(log: Path, key: str, last: int) -> None:
+    """Keep the records whose `key` is at most `last`: those after the checkpoint will be logged again."""
     with atomic_open(log) as f:
-        f.writelines(kept)
+        f.writelines(json.dumps(record) + "\n" for record in read_metrics(log) if record.get(key, last + 1) <= last)

@@ -24,11 +24,9 @@ from kg.atomic import atomic_open
 
 from .evaluate import evaluate
 from .models import COMPLEX_HEADS, KGEConfig, LinkPredictor, build_model
-from .runs import check_same_run, load_checkpoint, save_checkpoint, trim_metrics
+from .runs import CHECKPOINT, append_metrics, resume_state, save_checkpoint
 from .triples import Split, Triples
 
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 # Fields that may change between a run and its resumption: they do not change what is trained.
 RESUMABLE_CHANGES = {"epochs", "eval_every", "eval_batch_size", "device"}
@@ -58,8 +56,7 @@ def train(config: KGEConfig, split: Split, run_dir: Path | str, progress: bool =
             metrics = evaluate(model, split.valid, split.known, config.eval_batch_size)
             record["valid"] = {k: metrics[k] for k in ("mrr", "hits@1", "hits@3", "hits@10", "mean_rank")}
         bar.set_postfix(loss=f"{loss:.4f}", **({"valid_mrr": f"{record['valid']['mrr']:.3f}"} if "valid" in record else {}))
-        with open(run_dir / METRICS, "a") as log:
-            log.write(json.dumps(record) + "\n")
+        append_metrics(run_dir, record)
         _save(run_dir, config, digest, model, optimizer, generator, epoch)
     return model
 
@@ -202,21 +199,15 @@ def _save(run_dir: Path, config: KGEConfig, digest: str, model: LinkPredictor, o
 def _resume(run_dir: Path, config: KGEConfig, digest: str, model: LinkPredictor, optimizer: torch.optim.Optimizer,
             generator: torch.Generator) -> int:
     """Restore the last checkpoint into model, optimizer and RNGs; return the epochs it completed (0 if none).
-
-    The metrics log is cut back to those epochs: an epoch logged after the last checkpoint is run again."""
-    path = run_dir / CHECKPOINT
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        (run_dir / METRICS).unlink(missing_ok=True)
+    An epoch logged after the last checkpoint is run again."""
+    state = resume_state(run_dir, config.resolved_device(), config.to_dict(), KGEConfig().to_dict(), RESUMABLE_CHANGES,
+                         "train_digest", digest, "epoch")
+    if state is None:
         return 0
-    state = load_checkpoint(path, config.resolved_device())
-    check_same_run(run_dir, state["config"], config.to_dict(), RESUMABLE_CHANGES, state["train_digest"], digest,
-                   KGEConfig().to_dict())
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if state["generator_device"] == generator.device.type:
         generator.set_state(state["generator"].cpu())
     else:  # moved between CPU and GPU: their generator states differ, so reseed for this epoch instead
         generator.manual_seed(config.seed * 1_000_003 + state["epoch"])
-    trim_metrics(run_dir / METRICS, "epoch", state["epoch"])
     return int(state["epoch"])

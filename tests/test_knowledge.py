@@ -16,8 +16,9 @@ from transformers import BertConfig
 from embed.contrastive import SoftInfoNCE, soft_targets
 from embed.features import concept_features, concept_text, concept_texts
 from embed.fusion_inputs import entity_inputs
-from embed.knowledge import CHECKPOINT, METRICS, KnowledgeEncoderConfig, embed_texts, train_knowledge_encoder
+from embed.knowledge import KnowledgeEncoderConfig, embed_texts, train_knowledge_encoder
 from embed.pairs import KnowledgePairs, knowledge_pairs
+from embed.runs import CHECKPOINT, METRICS
 from encoders.fusion import FusionConfig, KnowledgeFusion
 from encoders.text import TextEncoder
 from extract.model import Mention

@@ -18,7 +18,8 @@ from embed.features import concept_features
 from embed.models import LinkPredictor
 from embed.presets import preset
 from embed.run_data import has_run_data, load_run_data, read_source, save_run_data
-from embed.train import CONFIG, METRICS, load_model
+from embed.runs import CHECKPOINT, METRICS, read_metrics
+from embed.train import CONFIG, load_model
 from embed.train import train as train_model
 from embed.triples import Triples, split_triples
 from encoders.text import TextEncoder
@@ -78,7 +79,7 @@ def train(
                          "pass the same --no-text-features setting, or use a new run directory")
     started = time.perf_counter()
     train_model(config, split, out, progress, features)
-    log = [json.loads(line) for line in _lines(out / METRICS)]
+    log = read_metrics(out / METRICS)
     valid_metrics = next((r["valid"] for r in reversed(log) if "valid" in r), None)
     return TrainSummary(out, config.model, split.train.num_entities, split.train.num_relations,
                         {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)},
@@ -90,10 +91,6 @@ def _read_graph(kg: Path | None, graph: str | None, problems: ProblemLog | None)
     if (kg is None) == (graph is None):
         raise ValueError("give the graph as --kg DIR (RRF) or --graph URI (a graph database), exactly one")
     return read_source(kg if kg is not None else graph, problems if problems is not None else ProblemLog())
-
-
-def _lines(path: Path) -> list[str]:
-    return [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def _features(tables: GraphTables, entity_names: list[str], text_encoder: Path | None, device: str, progress: bool):
@@ -116,7 +113,7 @@ def _concept_vectors(tables: GraphTables, encoder: TextEncoder, progress: bool,
 def load_run(run: Path, device: str = "") -> tuple[LinkPredictor, Any]:
     """The trained model of a run directory and the split it was trained on."""
     run = Path(run)
-    if not (run / "checkpoint.pt").exists():
+    if not (run / CHECKPOINT).exists():
         raise FileNotFoundError(f"{run} holds no trained model (no checkpoint.pt); train one with `medkg embed train`")
     split, features = load_run_data(run)
     return load_model(run, split.train, device, features), split
@@ -197,15 +194,14 @@ def train_knowledge(out: Path, kg: Path | None = None, graph: str | None = None,
                     problems: ProblemLog | None = None, **overrides: Any) -> KnowledgeSummary:
     """Fine-tune a text encoder on the graph's names, synonyms, definitions and relations (resumes in `out`);
     `overrides` are KnowledgeEncoderConfig fields (steps, batch_size, lr, encoder, relations, ...)."""
-    from embed.knowledge import METRICS as KNOWLEDGE_METRICS
     from embed.knowledge import KnowledgeEncoderConfig, train_knowledge_encoder
 
     config = KnowledgeEncoderConfig(**{k: v for k, v in overrides.items() if v is not None})
     tables = _read_graph(kg, graph, problems)
     started = time.perf_counter()
     train_knowledge_encoder(tables, out, config, progress)
-    log = _lines(Path(out) / KNOWLEDGE_METRICS)
-    last = json.loads(log[-1]) if log else {"step": 0, "loss": float("nan")}
+    log = read_metrics(Path(out) / METRICS)
+    last = log[-1] if log else {"step": 0, "loss": float("nan")}
     return KnowledgeSummary(Path(out), last["step"], last["loss"], time.perf_counter() - started)
 
 

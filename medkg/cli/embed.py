@@ -46,7 +46,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    graph = None if args.graph is None else (None if args.graph == DEFAULT_GRAPH else args.graph)
+    graph = None if args.graph in (None, DEFAULT_GRAPH) else args.graph
     print(embed_api().export(args.run, args.out, graph, args.device or "", store=args.graph is not None))
 
 
