@@ -202,7 +202,7 @@ def connected_share(split: Split) -> Tensor:
 
 
 def open_graph(kg_dir: Path, data_dir: Path | None) -> None:
-    from embed.features import concept_features
+    from embed.features import concept_features, concepts_in_order
     from embed.presets import preset
     from encoders.text import TextEncoder
     from graphdb.uri import medkg_home
@@ -215,8 +215,8 @@ def open_graph(kg_dir: Path, data_dir: Path | None) -> None:
     print(f"open graph {kg_dir}: {split.train.num_entities:,} entities, {split.train.num_relations} relations, "
           f"{len(split.train):,} / {len(split.valid):,} / {len(split.test):,} train / valid / test triples")
     start = time.perf_counter()
-    features = concept_features(tables.concepts.sort_by("id"), TextEncoder.from_pretrained(), medkg_home() / "features",
-                                progress=False)  # entity order: sorted ids
+    features = concept_features(concepts_in_order(tables.concepts, split.train.entity_names), TextEncoder.from_pretrained(),
+                                medkg_home() / "features", progress=False)
     print(f"text features (bundled MiniLM, cached in {medkg_home() / 'features'}): {time.perf_counter() - start:.1f} s")
     baseline = evaluate(frequency_baseline(split), split.test, split.known, per_relation=True)
     connected = connected_share(split)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from safetensors.torch import load_file, save
 from torch import Tensor
 
@@ -49,6 +50,16 @@ def concept_texts(concepts: pa.Table, max_synonyms: int = MAX_SYNONYMS, max_char
     columns = concepts.select(["name", "synonyms", "definition"]).to_pydict()
     return [concept_text(n, s or [], d or "", max_synonyms, max_chars)
             for n, s, d in zip(columns["name"], columns["synonyms"], columns["definition"], strict=True)]
+
+
+def concepts_in_order(concepts: pa.Table, ids: Sequence[str] | None = None) -> pa.Table:
+    """The rows of `concepts` for `ids` in that order (default: sorted by id, the order in which
+    `Triples.from_tables` numbers entities), so that feature row i belongs to entity i."""
+    column = concepts["id"]
+    rows = pc.index_in(pa.array(list(ids), pa.string()), value_set=column) if ids is not None else pc.sort_indices(column)
+    if rows.null_count:
+        raise ValueError("entities without a concept row: the concept table and the triples disagree")
+    return concepts.take(rows)
 
 
 def concept_features(source: GraphTables | pa.Table, encoder: TextEncoder, cache_dir: Path | str | None = None,

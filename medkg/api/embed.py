@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from safetensors.torch import save
 
 from embed.evaluate import evaluate as evaluate_model
-from embed.features import concept_features
+from embed.features import concept_features, concepts_in_order
 from embed.models import LinkPredictor
 from embed.presets import preset
 from embed.run_data import has_run_data, load_run_data, read_source, save_run_data
@@ -100,13 +99,9 @@ def _features(tables: GraphTables, entity_names: list[str], text_encoder: Path |
 
 def _concept_vectors(tables: GraphTables, encoder: TextEncoder, progress: bool,
                      order: list[str] | None = None) -> tuple[pa.Table, Any]:
-    """Concepts in `order` (default: sorted ids, the order `Triples.from_tables` numbers entities in) and
-    their text vectors, cached in $MEDKG_HOME/features: training and `nearest_concepts` share one encoding."""
-    ids = tables.concepts["id"]
-    rows = pc.index_in(pa.array(order, pa.string()), value_set=ids) if order is not None else pc.sort_indices(ids)
-    if rows.null_count:
-        raise ValueError("entities without a concept row: the concept table and the triples disagree")
-    concepts = tables.concepts.take(rows)
+    """Concepts in `order` (default: entity order) and their text vectors, cached in $MEDKG_HOME/features:
+    training and `nearest_concepts` share one encoding."""
+    concepts = concepts_in_order(tables.concepts, order)
     return concepts, concept_features(concepts, encoder, medkg_home() / "features", progress=progress)
 
 
