@@ -237,8 +237,7 @@ class GraphStore(ABC):
         if self.read_only:
             raise ReadOnlyError(f"{self.uri} is opened read-only; cannot link reports")
         self.ensure_schema()
-        wanted = sorted({row["concept"] for row in rows})
-        stored = {r["id"] for r in self._run("MATCH (c:Concept) WHERE c.id IN $ids RETURN c.id AS id", {"ids": wanted})}
+        stored = self._stored_ids(sorted({row["concept"] for row in rows}))
         unknown = [row for row in rows if row["concept"] not in stored]
         if rejected is not None:
             rejected += [(f"report {row['report']!r} mentions {row['concept']!r}", "concept not in the graph database") for row in unknown]
@@ -250,6 +249,10 @@ class GraphStore(ABC):
             **{p: [r[p] for r in rows] for p in MENTION_PROPERTIES},
         }, schema=MENTION_SCHEMA)
         return self._link(report_table, mention_table)
+
+    def _stored_ids(self, ids: list[str]) -> set[str]:
+        """Those of `ids` that name a stored concept."""
+        return {r["id"] for r in self._run("MATCH (c:Concept) WHERE c.id IN $ids RETURN c.id AS id", {"ids": list(ids)})}
 
     def tables(self) -> GraphTables:
         """The stored graph as the Arrow tables `kg.tables.read_tables` gives for RRF: what training
@@ -275,11 +278,10 @@ class GraphStore(ABC):
             raise ReadOnlyError(f"{self.uri} is opened read-only; cannot store embeddings")
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
-        stored = {r["id"] for r in self._run("MATCH (c:Concept) WHERE c.id IN $ids RETURN c.id AS id", {"ids": list(ids)})}
+        stored = self._stored_ids(ids)
         keep = np.array([i in stored for i in ids], dtype=bool)
         matrix = np.ascontiguousarray(vectors[keep], dtype=np.float32)
-        offsets = pa.array(np.arange(0, matrix.size + 1, max(matrix.shape[1], 1), dtype=np.int32)[: len(matrix) + 1])
-        column = pa.ListArray.from_arrays(offsets, pa.array(matrix.ravel()))
+        column = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), matrix.shape[1]).cast(EMBEDDING_SCHEMA.field("vector").type)
         self._store_embeddings(pa.table({"id": pa.array([i for i, k in zip(ids, keep) if k], pa.string()), "vector": column},
                                         schema=EMBEDDING_SCHEMA))
         return [i for i, k in zip(ids, keep) if not k]
