@@ -16,7 +16,7 @@ from .merge import MergeResult, merge
 from .model import SourceConcept, SourceRelation
 from .problems import ProblemLog
 from .relations import rrf_from_edge
-from .rrf import MRCONSO, MRDEF, MRREL, MRSAT, MRSTY, SUPPORT_ATTRIBUTE, RRFWriter
+from .rrf import MRCONSO, MRDEF, MRSTY, RRFWriter
 from .semgroups import SemanticType, read_semgroups
 from .sources import chexpert, doid, iu_xray, mesh, radlex
 
@@ -124,7 +124,5 @@ def write_rrf(result: MergeResult, semantic_types: dict[str, SemanticType], writ
     for number, r in enumerate(result.relations, start=1):
         cui1, rel, cui2, rela = rrf_from_edge(r.head, r.relation.upper(), r.tail)
         rui = f"R{number:08d}"
-        writer.write(MRREL(cui1, first_aui[cui1], "CUI", rel, cui2, first_aui[cui2], "CUI", rela, rui, "", r.source, r.source, "", "", "N", ""))
-        if r.support:
-            writer.write(MRSAT(cui1, "", "", rui, "RUI", "", "", "", SUPPORT_ATTRIBUTE, r.source, str(r.support), "N", ""))
+        writer.write_relation(cui1, rel, cui2, rela, rui, r.source, r.support, first_aui[cui1], first_aui[cui2])
     return dict(writer.counts)

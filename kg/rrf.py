@@ -177,6 +177,14 @@ class RRFWriter:
         self._handles[table].write("|".join(clean_field(v) for v in row) + "|\n")
         self.counts[table] += 1
 
+    def write_relation(self, cui1: str, rel: str, cui2: str, rela: str, rui: str, source: str, support: int,
+                       aui1: str = "", aui2: str = "") -> None:
+        """One MRREL row and, for a relation with report support, its SUPPORT attribute in MRSAT (the UMLS
+        way to annotate a relationship, keeping the core files standard)."""
+        self.write(MRREL(cui1, aui1, "CUI", rel, cui2, aui2, "CUI", rela, rui, "", source, source, "", "", "N", ""))
+        if support:
+            self.write(MRSAT(cui1, "", "", rui, "RUI", "", "", "", SUPPORT_ATTRIBUTE, source, str(support), "N", ""))
+
     def commit(self, manifest: dict | None = None) -> Path:
         """Swap the finished tables in; `manifest` (with the row counts added) records what was built."""
         (self._tmp / MANIFEST).write_text(json.dumps({**(manifest or {}), "rows": dict(self.counts)}, indent=2), encoding="utf-8")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .graph import KnowledgeGraph
 from .relations import rrf_from_edge
-from .rrf import MRCONSO, MRDEF, MRREL, MRSAT, MRSTY, SUPPORT_ATTRIBUTE, RRFWriter
+from .rrf import MRCONSO, MRDEF, MRSTY, RRFWriter
 
 
 def write_graph_rrf(kg: KnowledgeGraph, out: Path) -> None:
@@ -27,7 +27,5 @@ def write_graph_rrf(kg: KnowledgeGraph, out: Path) -> None:
                 writer.write(MRDEF(c.id, "", "", "", sab, c.definition, "N", ""))
         for number, r in enumerate(kg.relations()):
             cui1, rel, cui2, rela = rrf_from_edge(r.head, r.type, r.tail, r.rela)
-            writer.write(MRREL(cui1, "", "CUI", rel, cui2, "", "CUI", rela, f"R{number}", "", r.source, r.source, "", "", "N", ""))
-            if r.support:
-                writer.write(MRSAT(cui1, "", "", f"R{number}", "RUI", "", "", "", SUPPORT_ATTRIBUTE, r.source, str(r.support), "N", ""))
+            writer.write_relation(cui1, rel, cui2, rela, f"R{number}", r.source, r.support)
         writer.commit()
