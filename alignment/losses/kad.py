@@ -1,0 +1,116 @@
+"""KAD's entity decoder (Zhang et al. 2023): entity queries ask image regions (or report words) whether
+each entity is absent, present or uncertain.
+
+KAD encodes its entity names with the frozen knowledge encoder, maps them through an MLP, and decodes
+them against ResNet patches with 4 pre-norm layers (4 heads, FFN 1024, no positional encodings) into
+2 classes (uncertain folded into absent); its loss is CE_img + CE_txt (report entities through the same
+decoder) + a CLIP term. Here there are 3 classes (`alignment.states`), the memory is projected to the
+decoder's width if needed and layer-normalised once (regions and words differ in scale, and the one
+decoder serves both), and the last layer's cross-attention averaged over heads is returned for maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from alignment.distributed import all_reduce_sum, world
+from alignment.states import NUM_CLASSES, UNKNOWN
+
+from .clip import full_precision
+
+
+@dataclass
+class EntityDecoderConfig:
+    dim: int = 256          # decoder width (KAD: 768)
+    layers: int = 4
+    heads: int = 4
+    ffn: int = 1024
+    dropout: float = 0.1
+    num_classes: int = NUM_CLASSES
+
+
+class EntityOutput(NamedTuple):
+    logits: Tensor      # [B, K, num_classes]
+    attention: Tensor   # [B, K, N]: last layer's cross-attention, averaged over heads
+
+
+class EntityDecoder(nn.Module):
+    """forward(queries [K, query_dim] (or [B, K, query_dim]), memory [B, N, memory_dim], padding [B, N] bool
+    | None, True = position to ignore) → EntityOutput(logits [B, K, num_classes], attention [B, K, N]).
+
+    Pre-norm layers (self-attention among the entities, cross-attention to the memory, FFN), no
+    positional encodings: the queries are the entities, the memory an unordered set. The attention rows
+    sum to 1 over the positions not ignored, in eval mode (training mode applies attention dropout).
+    """
+
+    def __init__(self, config: EntityDecoderConfig, query_dim: int | None = None, memory_dim: int | None = None) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.dim
+        self.query_mlp = nn.Sequential(nn.Linear(query_dim or dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        self.memory_proj = nn.Identity() if memory_dim in (None, dim) else nn.Linear(memory_dim, dim)
+        self.memory_norm = nn.LayerNorm(dim)
+        self.layers = nn.ModuleList(_DecoderLayer(config) for _ in range(config.layers))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, config.num_classes)
+
+    def forward(self, queries: Tensor, memory: Tensor, padding: Tensor | None = None) -> EntityOutput:
+        x = self.query_mlp(queries)
+        if x.ndim == 2:
+            x = x.unsqueeze(0).expand(memory.shape[0], -1, -1)
+        memory = self.memory_norm(self.memory_proj(memory))
+        attention = None
+        for index, layer in enumerate(self.layers):
+            x, attention = layer(x, memory, padding, need_weights=index == len(self.layers) - 1)
+        return EntityOutput(self.head(self.norm(x)), attention)
+
+
+class _DecoderLayer(nn.Module):
+    def __init__(self, config: EntityDecoderConfig) -> None:
+        super().__init__()
+        dim, heads, dropout = config.dim, config.heads, config.dropout
+        self.self_norm, self.cross_norm, self.ffn_norm = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(dim, config.ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(config.ffn, dim))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, memory: Tensor, padding: Tensor | None, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        h = self.self_norm(x)
+        x = x + self.dropout(self.self_attn(h, h, h, need_weights=False)[0])
+        h = self.cross_norm(x)
+        out, weights = self.cross_attn(h, memory, memory, key_padding_mask=padding, need_weights=need_weights,
+                                       average_attn_weights=True)
+        x = x + self.dropout(out)
+        return x + self.dropout(self.ffn(self.ffn_norm(x))), weights
+
+
+class EntityLoss(nn.Module):
+    """Three-way cross-entropy of entity logits [B, K, C] against states [B, K], UNKNOWN ignored,
+    optionally class-weighted: Σ w_y · CE / Σ w_y over the known (item, entity) cells.
+
+    KAD's loss is the same with two classes (present vs. absent-or-uncertain). The normaliser Σ w_y is
+    summed over the global batch (all-reduced, a collective: call it on every process), so DDP's gradient
+    averaging gives the one-process gradient even when processes hold different numbers of known cells;
+    a batch with no known cell gives 0, not NaN (decoupled reports often state few entities).
+    """
+
+    def __init__(self, class_weights: Tensor | None = None) -> None:
+        super().__init__()
+        self.register_buffer("class_weights", None if class_weights is None else torch.as_tensor(class_weights).float())
+
+    def forward(self, logits: Tensor, states: Tensor) -> Tensor:
+        with full_precision(logits):
+            logits = logits.float().reshape(-1, logits.shape[-1])
+            states = states.reshape(-1).long()
+            losses = F.cross_entropy(logits, states, weight=self.class_weights, ignore_index=UNKNOWN, reduction="none")
+            known = (states != UNKNOWN).float()
+            if self.class_weights is not None:
+                known = known * self.class_weights[states.clamp_min(0)]
+            normaliser = all_reduce_sum(known.sum()) / world()[1]
+            return losses.sum() / normaliser.clamp_min(torch.finfo(normaliser.dtype).tiny)
