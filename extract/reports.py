@@ -31,7 +31,7 @@ from extract.sections import SectionSplitter, default_splitter
 from kg.problems import ProblemLog
 from kg.sources import iu_xray
 
-__all__ = ["IU_SECTION_ORDER", "LAYOUTS", "iter_reports", "iu_report"]
+__all__ = ["IU_SECTION_ORDER", "LAYOUTS", "iter_reports", "iu_report", "read_txt_report"]
 
 IU_SECTION_ORDER = ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION")
 ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar")
@@ -127,24 +127,34 @@ def _csv_reports(path: Path, problems: ProblemLog, splitter: SectionSplitter) ->
                 yield Report(report_id, text, "csv", splitter.split(text))
 
 
+def read_txt_report(file: Path, problems: ProblemLog) -> str | None:
+    """The text of one .txt report as read (UTF-8, a BOM dropped), or None once `problems` says why it is unusable.
+
+    Public so that readers which find report files by their own layout (MIMIC-CXR studies) apply the same rules."""
+    try:
+        data = file.read_bytes()
+    except OSError as e:
+        problems.report(file, None, "unreadable", f"{e.strerror or e}, skipped")
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        problems.report(file, line, "encoding", f"not UTF-8 ({e.reason} at byte {e.start}), skipped")
+        return None
+    if not text.strip():
+        problems.report(file, None, "empty report", "no text, skipped")
+        return None
+    return text
+
+
 def _txt_reports(path: Path, problems: ProblemLog, splitter: SectionSplitter) -> Iterator[Report]:
     seen: dict[str, Path] = {}
     for file in sorted(path.rglob("*.txt")):
         if not file.is_file():
             continue
-        try:
-            data = file.read_bytes()
-        except OSError as e:
-            problems.report(file, None, "unreadable", f"{e.strerror or e}, skipped")
-            continue
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            line = data.count(b"\n", 0, e.start) + 1
-            problems.report(file, line, "encoding", f"not UTF-8 ({e.reason} at byte {e.start}), skipped")
-            continue
-        if not text.strip():
-            problems.report(file, None, "empty report", "no text, skipped")
+        text = read_txt_report(file, problems)
+        if text is None:
             continue
         if file.stem in seen:
             problems.report(file, None, "duplicate id", f"report {file.stem!r} seen before in {seen[file.stem]}, skipped")
