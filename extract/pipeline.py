@@ -17,9 +17,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from kg.problems import ProblemLog
+from kg.semgroups import SemanticType, read_semgroups, semgroups_path
 
 from .assertion import AssertionEngine
-from .index import ConceptIndex, load_index
+from .index import ConceptIndex, ensure_index, load_index
 from .matcher import ConceptMatcher
 from .model import Mention, Report
 from .reports import iter_reports
@@ -34,6 +35,18 @@ class ExtractionConfig:
     index_dir: Path
     lexicon_dir: Path | None = None  # default: default_lexicon_dir()
     fuzzy: bool = True
+
+
+def prepare_extraction(
+    kg_dir: Path, home: Path, types: dict[str, SemanticType] | None = None, lexicon_dir: Path | None = None,
+    rebuild: bool = False, progress: bool = True,
+) -> tuple[ConceptIndex, ExtractionConfig]:
+    """The concept index of RRF directory `kg_dir` (cached under `home`, built when missing or stale) and the
+    extraction config that reads it with the lexicons of `lexicon_dir` (default: `default_lexicon_dir()`).
+    `types` are the semantic groups (default: SemGroups.txt of the default data folder)."""
+    types = types if types is not None else read_semgroups(semgroups_path())
+    concept_index, _ = ensure_index(kg_dir, home, types, rebuild, progress)
+    return concept_index, ExtractionConfig(concept_index.directory, lexicon_dir or default_lexicon_dir())
 
 
 class Extractor:
@@ -93,10 +106,11 @@ def extract_reports(
     path: Path, config: ExtractionConfig, problems: ProblemLog, workers: int = 1, progress: bool = True
 ) -> Iterator[tuple[Report, list[Mention]]]:
     """(report, mentions) in input order; unreadable reports go to `problems` and are skipped."""
-    reports = iter_reports(path, problems)
     # Built here, before any worker exists: a bad lexicon or index fails once, with its message,
-    # instead of failing in every worker start (which a process pool retries forever).
+    # instead of failing in every worker start (which a process pool retries forever). Its section
+    # splitter (from the config's lexicons) also splits CSV and txt reports as they are read.
     extractor = Extractor(config)
+    reports = iter_reports(path, problems, extractor.splitter)
     bar = tqdm(desc="extracting", unit=" reports", disable=not progress, mininterval=0.5)
     try:
         if workers <= 1:

@@ -6,6 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .paths import default_data_dir
+
+# Where the open data keeps the semantic groups (the same relative path `kg.open_graph` reads).
+SEMGROUPS_FILE = "vocab/umls/SemGroups.txt"
+
 
 @dataclass(frozen=True, slots=True)
 class SemanticType:
@@ -13,6 +18,14 @@ class SemanticType:
     name: str
     group: str  # abbreviation: ANAT, DISO, PROC, ...
     group_name: str
+
+
+def semgroups_path(data_dir: Path | None = None) -> Path:
+    """SemGroups.txt in `data_dir` (default: `kg.paths.default_data_dir()`); FileNotFoundError when it is missing."""
+    path = Path(data_dir or default_data_dir()) / SEMGROUPS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"semantic groups file is missing: {path} (set --data-dir or MEDKG_DATA_DIR)")
+    return path
 
 
 def read_semgroups(path: Path) -> dict[str, SemanticType]:

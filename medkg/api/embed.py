@@ -9,26 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-from safetensors.torch import save
-
 from embed.evaluate import evaluate as evaluate_model
-from embed.features import concept_features, concepts_in_order
-from embed.models import LinkPredictor
+from embed.pipeline import default_features_cache, load_run, read_graph, run_vectors, train_run
+from embed.pipeline import nearest_concepts as nearest
 from embed.presets import preset
-from embed.run_data import has_run_data, load_run_data, read_source, save_run_data
-from embed.runs import CHECKPOINT, METRICS, read_metrics
-from embed.train import CONFIG, load_model
-from embed.train import train as train_model
-from embed.triples import Triples, split_triples
+from embed.runs import METRICS, read_metrics
+from embed.train import CONFIG
+from embed.vectors import IDS, VECTORS, write_vectors
 from encoders.text import TextEncoder
-from graphdb.uri import medkg_home, open_store
-from kg.atomic import atomic_open
+from graphdb.uri import open_store
 from kg.problems import ProblemLog
-from kg.tables import GraphTables
 
-VECTORS = "concept_vectors.safetensors"
-IDS = "concept_ids.json"
+__all__ = ["IDS", "VECTORS", "ConceptMatch", "ExportSummary", "KnowledgeSummary", "TrainSummary", "evaluate", "export",
+           "load_run", "nearest_concepts", "train", "train_knowledge"]
 
 
 @dataclass
@@ -62,56 +55,14 @@ def train(
     The first call reads the graph, splits it and encodes each concept's text; all three are kept in
     `out`, so a resumed run trains on exactly the same data even if the graph has changed since.
     `overrides` are KGEConfig fields (epochs, dim, lr, ...)."""
-    out = Path(out)
     config = preset(model, text_features=text_features, **overrides)
-    if not has_run_data(out):
-        tables = _read_graph(kg, graph, problems)
-        triples = Triples.from_tables(tables)
-        if not len(triples):
-            raise ValueError("the graph has no relations to train on")
-        split = split_triples(triples, valid, test, config.seed)
-        features = _features(tables, triples.entity_names, text_encoder, config.device, progress) if text_features else None
-        save_run_data(out, split, features)
-    split, features = load_run_data(out)
-    if text_features != (features is not None):
-        raise ValueError(f"{out} was trained {'without' if features is None else 'with'} text features; "
-                         "pass the same --no-text-features setting, or use a new run directory")
-    started = time.perf_counter()
-    train_model(config, split, out, progress, features)
-    log = read_metrics(out / METRICS)
+    result = train_run(Path(out), config, kg, graph, text_encoder, valid, test, progress, problems, default_features_cache())
+    split, log = result.split, result.metrics
     valid_metrics = next((r["valid"] for r in reversed(log) if "valid" in r), None)
-    return TrainSummary(out, config.model, split.train.num_entities, split.train.num_relations,
+    return TrainSummary(Path(out), config.model, split.train.num_entities, split.train.num_relations,
                         {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)},
                         log[-1]["epoch"] if log else 0, log[-1]["loss"] if log else float("nan"),
-                        time.perf_counter() - started, valid_metrics)
-
-
-def _read_graph(kg: Path | None, graph: str | None, problems: ProblemLog | None) -> GraphTables:
-    if (kg is None) == (graph is None):
-        raise ValueError("give the graph as --kg DIR (RRF) or --graph URI (a graph database), exactly one")
-    return read_source(kg if kg is not None else graph, problems if problems is not None else ProblemLog())
-
-
-def _features(tables: GraphTables, entity_names: list[str], text_encoder: Path | None, device: str, progress: bool):
-    return _concept_vectors(tables, TextEncoder.from_pretrained(text_encoder, device=device or None), progress,
-                            entity_names)[1]
-
-
-def _concept_vectors(tables: GraphTables, encoder: TextEncoder, progress: bool,
-                     order: list[str] | None = None) -> tuple[pa.Table, Any]:
-    """Concepts in `order` (default: entity order) and their text vectors, cached in $MEDKG_HOME/features:
-    training and `nearest_concepts` share one encoding."""
-    concepts = concepts_in_order(tables.concepts, order)
-    return concepts, concept_features(concepts, encoder, medkg_home() / "features", progress=progress)
-
-
-def load_run(run: Path, device: str = "") -> tuple[LinkPredictor, Any]:
-    """The trained model of a run directory and the split it was trained on."""
-    run = Path(run)
-    if not (run / CHECKPOINT).exists():
-        raise FileNotFoundError(f"{run} holds no trained model (no checkpoint.pt); train one with `medkg embed train`")
-    split, features = load_run_data(run)
-    return load_model(run, split.train, device, features), split
+                        result.seconds, valid_metrics)
 
 
 def evaluate(run: Path, part: str = "test", batch_size: int = 256, device: str = "", progress: bool = True) -> dict[str, Any]:
@@ -151,26 +102,17 @@ def export(run: Path, out: Path | None = None, graph: str | None = None, device:
     """Concept vectors (the model's entity rows, after its GNN encoder if it has one) as safetensors plus
     the id map (`concept_ids.json`, row i is concept ids[i]); with `store` (default: when `graph` is
     given), also stored on the concepts of `graph` (None: the default database)."""
-    import torch
-
     run = Path(run)
     out = Path(out) if out is not None else run
-    model, split = load_run(run, device)
-    with torch.no_grad():
-        vectors = model.entity_table().detach().float().cpu().contiguous()
-    ids = split.train.entity_names
+    ids, vectors = run_vectors(run, device)
     config = json.loads((run / CONFIG).read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_open(out / VECTORS, "wb") as f:
-        f.write(save({"vectors": vectors}, metadata={"model": config["model"], "run": str(run.resolve())}))
-    with atomic_open(out / IDS) as f:
-        json.dump(ids, f)
+    vectors_path, ids_path = write_vectors(out, ids, vectors, {"model": config["model"], "run": str(run.resolve())})
     stored, missing = None, []
     if store if store is not None else graph is not None:
         with open_store(graph, read_only=False) as database:
             missing = database.store_embeddings(ids, vectors.numpy())
         stored = len(ids) - len(missing)
-    return ExportSummary(out / VECTORS, out / IDS, len(ids), vectors.shape[1], stored, missing)
+    return ExportSummary(vectors_path, ids_path, len(ids), vectors.shape[1], stored, missing)
 
 
 @dataclass
@@ -192,7 +134,7 @@ def train_knowledge(out: Path, kg: Path | None = None, graph: str | None = None,
     from embed.knowledge import KnowledgeEncoderConfig, train_knowledge_encoder
 
     config = KnowledgeEncoderConfig(**{k: v for k, v in overrides.items() if v is not None})
-    tables = _read_graph(kg, graph, problems)
+    tables = read_graph(kg, graph, problems)
     started = time.perf_counter()
     train_knowledge_encoder(tables, out, config, progress)
     log = read_metrics(Path(out) / METRICS)
@@ -213,11 +155,7 @@ def nearest_concepts(texts: list[str], kg: Path | None = None, graph: str | None
     """The concepts whose text (name, synonyms, definition) lies nearest each free text, by one encoder (a
     knowledge encoder, or the bundled MiniLM): prompts and report phrases placed among the graph's concepts.
     Concept vectors are cached in $MEDKG_HOME/features, so only the first call encodes the graph."""
-    text_encoder = TextEncoder.from_pretrained(encoder)
-    concepts, vectors = _concept_vectors(_read_graph(kg, graph, None), text_encoder, progress)
-    queries = text_encoder.encode(texts)
-    scores, rows = (queries @ vectors.to(queries.device).T).topk(min(limit, len(vectors)), dim=1)
-    ids, names = concepts["id"].to_pylist(), concepts["name"].to_pylist()
-    return [ConceptMatch(text, ids[r], names[r], round(float(s), 4))
-            for text, row_scores, row_ids in zip(texts, scores.tolist(), rows.tolist())
-            for s, r in zip(row_scores, row_ids)]
+    found = nearest(texts, read_graph(kg, graph), TextEncoder.from_pretrained(encoder), limit, progress,
+                    default_features_cache())
+    return [ConceptMatch(text, concept_id, name, round(score, 4))
+            for text, rows in zip(texts, found) for concept_id, name, score in rows]

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from extract.assertion import AssertionEngine, write_assertions_tsv
 from extract.index import ConceptIndex, ensure_index
+from extract.io import MentionWriter, mention_record
 from extract.labels import label_report, load_label_set
 from extract.model import Mention, Report
-from extract.pipeline import ExtractionConfig, Extractor, extract_reports
+from extract.pipeline import ExtractionConfig, Extractor, extract_reports, prepare_extraction
 from extract.sections import default_lexicon_dir
 from graphdb.uri import medkg_home, open_store
 from kg.atomic import atomic_open
 from kg.problems import ProblemLog
-from kg.semgroups import read_semgroups
+from kg.semgroups import read_semgroups, semgroups_path
 
-from .kg import semgroups_path
+__all__ = ["RunSummary", "assertions", "index", "labels", "mention_record", "mentions", "run"]
 
 
 @dataclass
@@ -47,8 +47,7 @@ def index(rrf_dir: Path, rebuild: bool = False, data_dir: Path | None = None, pr
 
 
 def _prepare(kg_dir: Path, progress: bool) -> tuple[ConceptIndex, ExtractionConfig]:
-    concept_index, _ = index(kg_dir, progress=progress)
-    return concept_index, ExtractionConfig(concept_index.directory, default_lexicon_dir())
+    return prepare_extraction(kg_dir, medkg_home(), read_semgroups(semgroups_path()), progress=progress)
 
 
 def mentions(texts: list[str], kg_dir: Path, progress: bool = False) -> list[list[Mention]]:
@@ -59,10 +58,6 @@ def mentions(texts: list[str], kg_dir: Path, progress: bool = False) -> list[lis
     return [extractor.mentions(Report(str(i), text, "text")) for i, text in enumerate(texts)]
 
 
-def mention_record(report: Report, mentions: list[Mention]) -> dict:
-    return {"id": report.id, "mentions": [asdict(m) for m in mentions]}
-
-
 def run(
     input_path: Path, kg_dir: Path, out: Path, workers: int = 1, link: bool = False, graph: str | None = None,
     problems: ProblemLog | None = None, progress: bool = True,
@@ -71,10 +66,10 @@ def run(
     problems = problems if problems is not None else ProblemLog()
     summary = RunSummary(Path(out))
     links: list[dict] = []
-    with atomic_open(out, "w", encoding="utf-8") as handle:
+    with MentionWriter(out) as writer:
         _, config = _prepare(kg_dir, progress)
         for report, mentions in extract_reports(input_path, config, problems, workers, progress):
-            handle.write(json.dumps(mention_record(report, mentions), ensure_ascii=False) + "\n")
+            writer.write(report, mentions)
             summary.reports += 1
             summary.mentions += len(mentions)
             summary.assertions.update(m.assertion for m in mentions)

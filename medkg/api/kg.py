@@ -10,19 +10,12 @@ from graphdb.store import LoadSummary, Neighbor, PathStep, Similar
 from graphdb.uri import open_store
 from kg.graph import KnowledgeGraph, read_graph
 from kg.lookup import Hit
-from kg.open_graph import SEMGROUPS_FILE, BuildSummary, build_open_graph
+from kg.open_graph import BuildSummary, build_open_graph
 from kg.paths import default_data_dir
 from kg.problems import ProblemLog
-from kg.semgroups import read_semgroups
+from kg.semgroups import read_semgroups, semgroups_path
 from kg.tables import read_tables
 from kg.umls import SubsetSummary, UMLSFilter, subset_umls
-
-
-def semgroups_path(data_dir: Path | None = None) -> Path:
-    path = Path(data_dir or default_data_dir()) / SEMGROUPS_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"semantic groups file is missing: {path} (set --data-dir or MEDKG_DATA_DIR)")
-    return path
 
 
 def build_graph(
