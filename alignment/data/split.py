@@ -25,12 +25,16 @@ def patient_split(records: Iterable[R], fractions: tuple[float, float, float] = 
     a patient of its own (its id)."""
     if len(fractions) != len(SIDES) or any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0):
         raise ValueError(f"fractions must be {len(SIDES)} non-negative numbers for {SIDES} summing to 1, got {fractions}")
-    bounds = [sum(fractions[: i + 1]) for i in range(len(SIDES) - 1)]
     split: dict[str, list[R]] = {side: [] for side in SIDES}
     for record in records:
-        u = _unit(seed, _patient(record))
-        split[SIDES[sum(u >= bound for bound in bounds)]].append(record)
+        split[side_of(_patient(record), fractions, seed)].append(record)
     return split
+
+
+def side_of(patient: str, fractions: tuple[float, float, float] = (0.7, 0.1, 0.2), seed: int = 0) -> str:
+    """The side of one patient: for items that are not records (a report known by its id alone)."""
+    bounds = [sum(fractions[: i + 1]) for i in range(len(SIDES) - 1)]
+    return SIDES[sum(_unit(seed, patient) >= bound for bound in bounds)]
 
 
 def assert_disjoint(split: dict[str, list[R]]) -> None:

@@ -10,7 +10,7 @@ from graphdb.readonly import ReadOnlyError
 from graphdb.store import ConceptNotFoundError, GraphDBError
 from kg.problems import MalformedInputError
 
-from . import embed, extract, kg
+from . import align, embed, extract, kg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     kg.register(commands)
     extract.register(commands)
     embed.register(commands)
+    align.register(commands)
     return parser
 
 
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="medkg: %(message)s")
     try:
         args.func(args)
+    except KeyboardInterrupt as error:  # training's own interruption says where its checkpoint is
+        print(f"medkg: {error or 'interrupted'}", file=sys.stderr)
+        return 130
     except ReadOnlyError as error:
         print(f"medkg: {error}", file=sys.stderr)
         return 3

@@ -1,0 +1,140 @@
+"""The aligned model: an image encoder and a text encoder projected into one space, the temperature, and
+the part that carries knowledge into inference (the entity decoder with its entity queries).
+
+It owns everything a trained run needs at inference, so a run is loaded with one call and no training
+config: `save_pretrained` writes `alignment_model.json` (the model config and the entity names), the two
+encoders in their own transformers directories (`image/`, `text/`) and the remaining weights in
+`heads.safetensors`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from encoders.image import ImageEncoder
+from encoders.text import TextEncoder, TextFeatures
+from kg.atomic import sibling_directory
+
+from .config import ModelConfig
+from .losses.kad import EntityDecoder
+from .settings import from_dict, to_dict
+
+CONFIG_NAME = "alignment_model.json"
+HEADS_NAME = "heads.safetensors"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ImageOutput:
+    global_: Tensor                 # [B, E] unit vectors
+    local: Tensor                   # [B, N, E] projected region features
+    grid: tuple[int, int]           # (h, w) of the regions
+    attentions: Tensor | None       # ViT's last-layer attentions, for token weights
+
+
+@dataclass
+class TextOutput:
+    global_: Tensor                 # [B, E] unit vectors
+    words: Tensor                   # [B, W, E] projected word features
+    word_mask: Tensor               # [B, W] bool
+    word_spans: list[list[tuple[int, int]]]
+    word_text: list[list[str]]
+
+
+class AlignmentModel(nn.Module):
+    def __init__(self, config: ModelConfig, entity_names: list[str], entity_queries: Tensor | None,
+                 image_encoder: ImageEncoder, text_encoder: TextEncoder) -> None:
+        super().__init__()
+        self.config, self.entity_names = config, list(entity_names)
+        self.image_encoder, self.text_encoder = image_encoder, text_encoder
+        text_encoder.freeze(config.text.trainable_layers)
+        dim = config.embed_dim
+        self.image_global = nn.Linear(image_encoder.dim, dim)
+        self.image_local = nn.Linear(image_encoder.dim, dim)
+        self.text_global = nn.Linear(text_encoder.dim, dim)
+        self.text_local = nn.Linear(text_encoder.dim, dim)
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)),
+                                        requires_grad=config.learn_logit_scale)
+        self.decoder: EntityDecoder | None = None
+        if config.decoder is not None:
+            if entity_queries is None or len(entity_queries) != len(self.entity_names):
+                raise ValueError("the entity decoder needs one query vector per entity name")
+            self.register_buffer("entity_queries", entity_queries.float().clone())
+            self.decoder = EntityDecoder(config.decoder, query_dim=entity_queries.shape[1], memory_dim=dim)
+
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale.device
+
+    def encode_image(self, pixels: Tensor) -> ImageOutput:
+        features = self.image_encoder(pixels)
+        return ImageOutput(F.normalize(self.image_global(features.global_), dim=-1), self.image_local(features.local),
+                           features.grid, features.attentions)
+
+    def encode_text(self, texts: list[str] | TextFeatures) -> TextOutput:
+        """Texts, or their features from the text encoder already (a frozen encoder's cache)."""
+        features = texts if isinstance(texts, TextFeatures) else self.text_encoder.features(texts)
+        return TextOutput(F.normalize(self.text_global(features.sentence), dim=-1), self.text_local(features.words),
+                          features.word_mask, features.word_spans, features.word_text)
+
+    def entities(self, memory: Tensor, padding: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Entity logits [B, K, 3] (absent / present / uncertain) and the last layer's cross-attention
+        [B, K, N] of the entity queries over `memory` (image regions or report words; `padding` marks the
+        positions to ignore)."""
+        if self.decoder is None:
+            raise ValueError("this model has no entity decoder")
+        return self.decoder(self.entity_queries, memory, padding)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write the whole model into `directory`, replacing what a previous save left there."""
+        directory = Path(directory)
+        built = sibling_directory(directory)
+        try:
+            self.image_encoder.save_pretrained(built / "image")
+            self.text_encoder.save_pretrained(built / "text")
+            heads = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
+                     if not k.startswith(("image_encoder.", "text_encoder."))}
+            save_file(heads, str(built / HEADS_NAME))
+            (built / CONFIG_NAME).write_text(json.dumps(
+                {"format": FORMAT_VERSION, "config": to_dict(self.config), "entity_names": self.entity_names}, indent=2))
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(built, directory)
+        except BaseException:
+            shutil.rmtree(built, ignore_errors=True)
+            raise
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None) -> AlignmentModel:
+        directory = Path(directory)
+        path = directory / CONFIG_NAME
+        if not path.exists():
+            raise FileNotFoundError(f"{directory} holds no trained alignment model (no {CONFIG_NAME})")
+        saved = json.loads(path.read_text())
+        if saved.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path} was written by another medkg version (format {saved.get('format')}, "
+                             f"this version reads {FORMAT_VERSION})")
+        config = from_dict(ModelConfig, saved["config"])
+        image = ImageEncoder.from_pretrained(directory / "image", device="cpu")
+        text = TextEncoder.from_pretrained(directory / "text", device="cpu")
+        heads = load_file(str(directory / HEADS_NAME))
+        queries = heads.get("entity_queries")
+        model = cls(config, saved["entity_names"], queries, image, text)
+        missing, unexpected = model.load_state_dict(heads, strict=False)
+        missing = [k for k in missing if not k.startswith(("image_encoder.", "text_encoder."))]
+        if missing or unexpected:
+            raise ValueError(f"{directory / HEADS_NAME} does not fit the model: missing {missing}, unexpected {unexpected}")
+        return model.to(device or "cpu")
+
+    def temperature(self) -> float:
+        return 1 / math.exp(min(float(self.logit_scale), math.log(100)))

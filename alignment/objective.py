@@ -1,0 +1,113 @@
+"""The training objective: the model's forward pass and every loss term the config weighs in, as one
+module, so that DDP sees one forward (and every parameter it uses) per step.
+
+total = clip·L_global + gloria_local·L_GLoRIA-local + gloria_global·L_GLoRIA-global + mgca_cta·L_CTA
+        + prototype·(L_swap + prototype_anchor·L_anchor) + entity_image·L_entity(image) + entity_text·L_entity(report)
+
+L_global is CLIP's InfoNCE with hard targets, MedCLIP's label soft targets, or medkg's knowledge soft
+targets (`loss.targets`); each term's formula is in its module under `alignment.losses`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from encoders.text import TextFeatures
+from extract.model import Mention
+
+from .config import LossConfig
+from .knowledge import word_concepts
+from .losses import ClipLoss, EntityLoss, GloriaLoss, KnowledgeClipLoss, KnowledgePrototypes, MedClipLoss, TokenAlignmentLoss
+from .model import AlignmentModel, ImageOutput
+from .targets import knowledge_word_weights
+
+
+@dataclass
+class Inputs:
+    pixels: Tensor                                  # [b, C, S, S] transformed images
+    texts: list[str]                                # [b] report texts
+    image_states: Tensor                            # [b, K] entity states of the images (alignment.states)
+    text_states: Tensor                             # [b, K] entity states of the reports
+    mentions: list[list[Mention]]                   # each report's concept mentions (offsets index its text)
+    region_keep: float = 1.0                        # share of image regions kept (patch dropout)
+    text_features: TextFeatures | None = None       # the texts' encoder features, when a frozen encoder's cache has them
+
+
+class Objective(nn.Module):
+    def __init__(self, model: AlignmentModel, config: LossConfig, entity_similarity: Tensor | None,
+                 prototype_anchors: Tensor | None) -> None:
+        super().__init__()
+        self.model, self.config = model, config
+        c = config
+        if c.targets == "hard":
+            self.global_loss: nn.Module = ClipLoss(c.local_loss)
+        elif c.targets == "medclip":
+            self.global_loss = MedClipLoss(c.target_temperature, local_loss=c.local_loss)
+        else:
+            if entity_similarity is None:
+                raise ValueError("knowledge targets need the entities' similarity")
+            self.global_loss = KnowledgeClipLoss(entity_similarity, c.target_temperature, local_loss=c.local_loss)
+        self.gloria = GloriaLoss(*c.gloria_gamma, local_weight=c.gloria_local, global_weight=c.gloria_global,
+                                 local_loss=c.local_loss) if c.gloria_local or c.gloria_global else None
+        self.cta = TokenAlignmentLoss(c.cta_temperature) if c.mgca_cta else None
+        self.prototypes = KnowledgePrototypes(
+            c.prototypes, model.config.embed_dim, prototype_anchors if c.anchor_prototypes else None, c.prototype_anchor,
+            c.sinkhorn_epsilon, c.sinkhorn_iterations, c.prototype_temperature) if c.prototype else None
+        self.entity = EntityLoss() if c.entity_image or c.entity_text else None
+
+    @property
+    def uses_words(self) -> bool:
+        return self.gloria is not None or self.cta is not None or bool(self.config.entity_text)
+
+    def forward(self, inputs: Inputs) -> dict[str, Tensor]:
+        c, model = self.config, self.model
+        image = model.encode_image(inputs.pixels)
+        regions = _drop_regions(image, inputs.region_keep)
+        text = model.encode_text(inputs.text_features if inputs.text_features is not None else inputs.texts)
+        terms: dict[str, Tensor] = {}
+        if c.clip:
+            if c.targets == "hard":
+                terms["clip"] = self.global_loss(image.global_, text.global_, model.logit_scale)
+            else:
+                terms["clip"] = self.global_loss(image.global_, text.global_, model.logit_scale,
+                                                 inputs.image_states, inputs.text_states)
+        weights = None
+        if c.concept_word_weight != 1 and (self.gloria is not None or self.cta is not None):
+            concept_words = word_concepts(inputs.texts, inputs.mentions, text.word_spans, findings_only=True)
+            concept_words = concept_words[:, : text.word_mask.shape[1]].to(text.word_mask.device)
+            weights = knowledge_word_weights(concept_words, text.word_mask, c.concept_word_weight)
+        if self.gloria is not None:
+            gloria = self.gloria(text.words, text.word_mask, regions, image.global_, text.global_, weights)
+            terms["gloria_local"], terms["gloria_global"] = gloria["local"], gloria["global"]
+        if self.cta is not None:
+            terms["mgca_cta"] = self.cta(text.words, text.word_mask, regions, weights)["loss"]
+        if self.prototypes is not None:
+            prototypes = self.prototypes(image.global_, text.global_)
+            terms["prototype"], terms["prototype_anchor"] = prototypes["swap"], prototypes["anchor"]
+        if self.entity is not None:
+            if c.entity_image:
+                terms["entity_image"] = self.entity(model.entities(regions)[0], inputs.image_states)
+            if c.entity_text:
+                terms["entity_text"] = self.entity(model.entities(text.words, ~text.word_mask)[0], inputs.text_states)
+        terms["loss"] = self.total(terms)
+        return terms
+
+    def total(self, terms: dict[str, Tensor]) -> Tensor:
+        c = self.config
+        weight = {"clip": c.clip, "gloria_local": c.gloria_local, "gloria_global": c.gloria_global, "mgca_cta": c.mgca_cta,
+                  "prototype": c.prototype, "prototype_anchor": c.prototype * c.prototype_anchor,
+                  "entity_image": c.entity_image, "entity_text": c.entity_text}
+        return sum(weight[name] * value for name, value in terms.items())
+
+
+def _drop_regions(image: ImageOutput, keep: float) -> Tensor:
+    """A random `keep` share of the regions, the same positions for every image of the batch (FLIP's
+    patch dropout, applied to what the local losses and the decoder read)."""
+    if keep >= 1:
+        return image.local
+    count = image.local.shape[1]
+    chosen = torch.randperm(count, device=image.local.device)[: max(1, round(count * keep))]
+    return image.local[:, chosen.sort().values]

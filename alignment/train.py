@@ -1,0 +1,267 @@
+"""Training a knowledge-guided aligner: one loop for one CPU, one GPU, or many under `torchrun`.
+
+A run directory holds `config.yaml` (the validated config, with the medkg version), `checkpoint.pt`
+(written atomically at every epoch end, every `train.checkpoint_every` steps and on Ctrl-C),
+`metrics.csv` with a TensorBoard log beside it, and `model/` (the trained model, `AlignmentModel.
+from_pretrained`). Running the same command again, or with `--resume`, continues from the checkpoint:
+batches are a function of (seed, epoch), the checkpoint keeps the optimiser, schedule and RNG states,
+so a run killed mid-epoch ends with the weights of an uninterrupted one. A directory holding another
+run (other config or data) is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from embed.runs import CHECKPOINT, check_same_run, load_checkpoint, save_checkpoint
+from encoders.image import ImageEncoder
+from encoders.text import TextEncoder
+from encoders.transforms import ImageTransform
+from kg.atomic import atomic_open
+from kg.problems import ProblemLog
+
+from . import runtime, zeroshot
+from .batches import batches_per_epoch, epoch_batches
+from .config import AlignConfig
+from .dataset import TrainingData, prepare_data
+from .metrics import MetricsLog, read_metrics
+from .model import AlignmentModel
+from .objective import Inputs, Objective
+
+log = logging.getLogger(__name__)
+CONFIG_FILE = "config.yaml"
+MODEL_DIR = "model"
+RESUMABLE = {"train.epochs", "train.eval_every", "train.checkpoint_every", "train.device", "train.threads"}
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the checkpoint is saved and the run can be resumed."""
+
+
+@dataclass
+class TrainSummary:
+    run: Path
+    epochs: int
+    steps: int
+    loss: float
+    seconds: float
+    valid: dict[str, float] = field(default_factory=dict)
+    skipped: str = ""
+
+    def __str__(self) -> str:
+        line = f"trained {self.epochs} epochs ({self.steps} steps), last loss {self.loss:.4f}, {self.seconds:.0f} s this run"
+        if self.valid:
+            line += "; valid " + ", ".join(f"{k} {v:.3f}" for k, v in self.valid.items())
+        text = f"{line}\nmodel: {self.run / MODEL_DIR} (metrics in {self.run / 'metrics.csv'})"
+        return text + (f"\nskipped input: {self.skipped}" if self.skipped else "")
+
+
+def train(config: AlignConfig, out: Path, data_dir: Path, cache_dir: Path, progress: bool = True,
+          problems: ProblemLog | None = None, version: str = "") -> TrainSummary:
+    """Train (or resume) the run in `out`; see the module docstring for what the directory holds."""
+    out = Path(out)
+    problems = problems if problems is not None else ProblemLog()
+    rt = runtime.start(config.train.device)
+    try:
+        return _train(config, out, Path(data_dir), Path(cache_dir), progress and rt.main, problems, version, rt)
+    finally:
+        runtime.stop(rt)
+
+
+def _train(config: AlignConfig, out: Path, data_dir: Path, cache_dir: Path, progress: bool, problems: ProblemLog,
+           version: str, rt: runtime.Runtime) -> TrainSummary:
+    t = config.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed)
+    data = prepare_data(config, data_dir, cache_dir, problems, progress, rt)
+    model = build_model(config, data).to(rt.device)
+    if config.model.text.trainable_layers == 0:
+        data.cache_text(model.text_encoder, cache_dir / "text", progress)
+    objective = Objective(model, config.loss, data.entity_similarity, prototype_anchors(model, data)).to(rt.device)
+    transform = ImageTransform(config.transform).to(rt.device)
+    trained: nn.Module = DistributedDataParallel(objective) if rt.world > 1 else objective
+    steps_per_epoch = batches_per_epoch(len(data.train_images), t.batch_size) // t.accumulate
+    if steps_per_epoch < 1:
+        raise ValueError(f"train.accumulate {t.accumulate} exceeds the {batches_per_epoch(len(data.train_images), t.batch_size)} "
+                         "batches of an epoch")
+    optimizer = torch.optim.AdamW(parameter_groups(objective, t.lr, t.text_lr, t.weight_decay))
+    total = steps_per_epoch * t.epochs
+    schedule = get_cosine_schedule_with_warmup(optimizer, round(t.warmup * total), total)
+    scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.device.type == "cuda" and t.precision == "fp16")
+
+    saved_config = {"medkg_version": version, **config.as_dict()}
+    position = _resume(out, config, data.digest, rt, objective, optimizer, schedule, scaler)
+    if rt.main:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_open(out / CONFIG_FILE) as f:
+            yaml.safe_dump(saved_config, f, sort_keys=False)
+    metrics = MetricsLog(out, tensorboard=rt.main)
+    if rt.main:
+        metrics.trim(position["step"])
+
+    started, loss_value = time.perf_counter(), float("nan")
+    step, epoch, done_batches = position["step"], position["epoch"], position["batches"]
+    interrupted = _interrupt_flag()
+    bar = tqdm(total=total, initial=step, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
+    try:
+        while epoch < t.epochs:
+            keep = 1.0 if epoch >= t.epochs - t.patch_dropout_unmasked_epochs else 1.0 - t.patch_dropout
+            objective.train()
+            pending = 0
+            for index, batch in enumerate(epoch_batches(len(data.train_images), len(data.train_reports), t.batch_size,
+                                                        t.seed, epoch, data.pairing(), rt.rank, rt.world)):
+                if index < done_batches:
+                    continue
+                if index >= steps_per_epoch * t.accumulate:
+                    break
+                inputs = data.inputs(batch, transform, rt.device, keep)
+                with rt.autocast(t.precision):
+                    terms = trained(inputs)
+                scaler.scale(terms["loss"] / t.accumulate).backward()
+                pending += 1
+                if pending < t.accumulate:
+                    continue
+                pending = 0
+                if epoch < config.loss.freeze_prototypes_epochs and objective.prototypes is not None:
+                    objective.prototypes.prototypes.grad = None  # MGCA holds the prototypes still at first
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], t.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                schedule.step()
+                step += 1
+                done_batches = index + 1
+                loss_value = float(terms["loss"].detach())
+                if rt.main:
+                    metrics.log(step, epoch, "train", {**{k: float(v.detach()) for k, v in terms.items()},
+                                                       "temperature": model.temperature(), "lr": schedule.get_last_lr()[0]})
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.3f}")
+                if interrupted():
+                    raise KeyboardInterrupt
+                if t.checkpoint_every and step % t.checkpoint_every == 0:
+                    _save(out, rt, objective, optimizer, schedule, scaler, saved_config, data.digest, step, epoch, done_batches)
+            epoch, done_batches = epoch + 1, 0
+            if t.eval_every and (epoch % t.eval_every == 0 or epoch == t.epochs) and rt.main:
+                valid = validate(model, data, transform)
+                metrics.log(step, epoch - 1, "valid", valid)
+            _save(out, rt, objective, optimizer, schedule, scaler, saved_config, data.digest, step, epoch, 0)
+    except KeyboardInterrupt:
+        _save(out, rt, objective, optimizer, schedule, scaler, saved_config, data.digest, step, epoch, done_batches)
+        raise TrainingInterrupted(f"stopped at step {step}; the checkpoint is saved in {out / CHECKPOINT}: "
+                                  "run the same command again to resume") from None
+    finally:
+        bar.close()
+        metrics.close()
+    if rt.main:
+        model.save_pretrained(out / MODEL_DIR)
+    valid_rows = [r for r in read_metrics(metrics.path) if r["split"] == "valid"]
+    last_valid = {r["name"]: r["value"] for r in valid_rows if r["step"] == valid_rows[-1]["step"]} if valid_rows else {}
+    return TrainSummary(out, epoch, step, loss_value, time.perf_counter() - started, last_valid, problems.summary())
+
+
+def build_model(config: AlignConfig, data: TrainingData) -> AlignmentModel:
+    """A fresh model: encoders from local weights when the config names them, else built from the config."""
+    m = config.model
+    image = (ImageEncoder.from_pretrained(m.image.pretrained, device="cpu", channels=m.image.channels,
+                                          image_size=m.image.image_size)
+             if m.image.pretrained else ImageEncoder.from_config(m.image, device="cpu"))
+    text = TextEncoder.from_pretrained(m.text.encoder or None, device="cpu", max_length=m.text.max_length)
+    return AlignmentModel(m, data.vocabulary.names, data.entity_queries, image, text)
+
+
+def prototype_anchors(model: AlignmentModel, data: TrainingData) -> torch.Tensor | None:
+    """The entities' vectors in the shared space, through the text projection at initialisation: the label
+    findings and frequent report findings the knowledge-anchored prototypes start at and stay near."""
+    if data.entity_queries.shape[1] != model.text_global.in_features:
+        return None
+    with torch.no_grad():
+        return model.text_global(data.entity_queries.to(model.device)).detach()
+
+
+def parameter_groups(module: nn.Module, lr: float, text_lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: the pretrained text encoder at its own rate; no decay on biases, norms, the
+    temperature and the prototypes."""
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, parameter in module.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        rate = text_lr if ".text_encoder." in f".{name}" else lr
+        decay = 0.0 if parameter.ndim < 2 or name.endswith(("logit_scale", "prototypes")) else weight_decay
+        groups.setdefault((rate, decay), []).append(parameter)
+    return [{"params": params, "lr": rate, "weight_decay": decay} for (rate, decay), params in groups.items()]
+
+
+def validate(model: AlignmentModel, data: TrainingData, transform: ImageTransform) -> dict[str, float]:
+    """Mean zero-shot AUC over the label entities on the validation patients (prompt score, and the
+    entity decoder's when the model has one)."""
+    images, states = data.split_images("valid")
+    if not len(images):
+        return {}
+    rows = list(range(data.vocabulary.num_labels))
+    scores = zeroshot.image_scores(model, images, transform, rows)
+    labels = [str(data.vocabulary.labels[r]) for r in rows]
+    return {f"{kind}_mean_auc": zeroshot.mean(zeroshot.label_aucs(s, states[:, rows], labels)) for kind, s in scores.items()}
+
+
+def _resume(out: Path, config: AlignConfig, digest: str, rt: runtime.Runtime, objective: Objective,
+            optimizer: torch.optim.Optimizer, schedule: Any, scaler: torch.amp.GradScaler) -> dict[str, int]:
+    if not (out / CHECKPOINT).exists():
+        return {"step": 0, "epoch": 0, "batches": 0}
+    try:
+        state = load_checkpoint(out / CHECKPOINT, rt.device)
+    except Exception as error:  # a truncated or foreign file: say so, never a stack trace
+        raise ValueError(f"{out / CHECKPOINT} is damaged ({type(error).__name__}); delete it to start over, "
+                         "or use a new run directory") from None
+    saved = {k: v for k, v in state["config"].items() if k != "medkg_version"}
+    check_same_run(out, _flat(saved), _flat(config.as_dict()), RESUMABLE, state["digest"], digest)
+    objective.load_state_dict(state["objective"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    scaler.load_state_dict(state["scaler"])
+    if rt.main:
+        log.warning("resuming %s at epoch %d, step %d", out, state["epoch"] + 1, state["step"])
+    return {"step": state["step"], "epoch": state["epoch"], "batches": state["batches"]}
+
+
+def _save(out: Path, rt: runtime.Runtime, objective: Objective, optimizer: torch.optim.Optimizer, schedule: Any,
+          scaler: torch.amp.GradScaler, config: dict[str, Any], digest: str, step: int, epoch: int, batches: int) -> None:
+    if not rt.main:
+        return
+    save_checkpoint(out / CHECKPOINT, {
+        "objective": objective.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+        "scaler": scaler.state_dict(), "config": config, "digest": digest, "step": step, "epoch": epoch, "batches": batches,
+    }, rt.device)
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _interrupt_flag():
+    """SIGTERM (a scheduler's stop) handled like Ctrl-C: the loop checkpoints after the current step."""
+    received = {"stop": False}
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: received.__setitem__("stop", True))
+    return lambda: received["stop"]
