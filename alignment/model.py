@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from encoders.image import ImageEncoder
-from encoders.text import TextEncoder, TextFeatures
+from encoders.text import TextEncoder, TextFeatures, quiet_loading
 from kg.atomic import sibling_directory
 
 from .config import ModelConfig
@@ -100,8 +100,9 @@ class AlignmentModel(nn.Module):
         directory = Path(directory)
         built = sibling_directory(directory)
         try:
-            self.image_encoder.save_pretrained(built / "image")
-            self.text_encoder.save_pretrained(built / "text")
+            with quiet_loading():  # no "Writing model shards" bar per encoder
+                self.image_encoder.save_pretrained(built / "image")
+                self.text_encoder.save_pretrained(built / "text")
             heads = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
                      if not k.startswith(("image_encoder.", "text_encoder."))}
             save_file(heads, str(built / HEADS_NAME))
@@ -137,4 +138,4 @@ class AlignmentModel(nn.Module):
         return model.to(device or "cpu")
 
     def temperature(self) -> float:
-        return 1 / math.exp(min(float(self.logit_scale), math.log(100)))
+        return 1 / math.exp(min(float(self.logit_scale.detach()), math.log(100)))

@@ -40,7 +40,7 @@ def image_scores(model: AlignmentModel, images: Tensor, transform: ImageTransfor
     positive, negative = prompts(names)
     text = model.encode_text(positive + negative).global_
     pos, neg = text[: len(names)], text[len(names):]
-    scale = math.exp(min(float(model.logit_scale), math.log(100)))
+    scale = math.exp(min(float(model.logit_scale.detach()), math.log(100)))
     out: dict[str, list[Tensor]] = {"prompt": [], "entity": []}
     for start in range(0, len(images), batch_size):
         pixels = transform(images[start:start + batch_size].to(model.device).float() / 255, train=False)
