@@ -45,13 +45,14 @@ class DataConfig:
     concept_vectors: str = ""             # `medkg embed export` output; "" uses the knowledge encoder's name vectors
     knowledge_encoder: str = ""           # text encoder for entity names; "" is the bundled MiniLM
     image_cache: bool = True              # decoded, resized images kept under the cache directory
+    views: int = 2                        # views fused per study on paired corpora (frontal + lateral)
 
     def __post_init__(self) -> None:
         _one_of("data.pairing", self.pairing, PAIRINGS)
         if len(self.split) != 3 or any(f < 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
             raise ConfigError(f"data.split: three non-negative fractions summing to 1, got {self.split}")
-        if self.extra_entities < 0:
-            raise ConfigError("data.extra_entities must be >= 0")
+        if self.extra_entities < 0 or self.views < 1:
+            raise ConfigError("data.extra_entities must be >= 0 and data.views >= 1")
 
 
 @dataclass
@@ -120,9 +121,10 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     eval_every: int = 1                   # epochs between validations on the valid patients; 0 never
     checkpoint_every: int = 20            # optimiser steps between mid-epoch checkpoints (and every epoch end)
-    patch_dropout: float = 0.0            # share of image regions dropped from the losses (FLIP/BiomedCLIP)
+    patch_dropout: float = 0.0            # share of image regions dropped (FLIP, BiomedCLIP): ViT/DINOv2 patch tokens
+                                          # before the layers (the saving), CNN regions after the encoder
     patch_dropout_unmasked_epochs: int = 0  # the last epochs run unmasked
-    grad_cache_chunk: int = 0             # > 0: gradient caching, encoders run in chunks of this size
+    grad_cache_chunk: int = 0             # > 0: gradient caching (alignment.grad_cache), encoders run in chunks of this size
     threads: int = 0                      # CPU threads; 0 leaves torch's default
 
     def __post_init__(self) -> None:
@@ -132,6 +134,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1")
         if not 0 <= self.patch_dropout < 1:
             raise ConfigError("train.patch_dropout must be in [0, 1)")
+        if self.grad_cache_chunk < 0:
+            raise ConfigError("train.grad_cache_chunk must be >= 0 (0: no gradient caching)")
 
 
 @dataclass

@@ -54,6 +54,7 @@ class TrainingData:
     report_states: Tensor                  # [R, K]
     report_rows: dict[str, Tensor]         # split -> rows of `reports`
     report_of_image: Tensor | None         # [N] the row of each image's own report (paired corpora), else None
+    views: Tensor | None                   # [N, V] the rows of each image's study views (paired corpora), else None
     entity_similarity: Tensor              # [K, K] in [0, 1]
     entity_queries: Tensor                 # [K, Dq] the entity names by the knowledge encoder
     mode: str                              # data.pairing
@@ -86,7 +87,11 @@ class TrainingData:
     def inputs(self, batch: Batch, transform: ImageTransform, device: torch.device, region_keep: float = 1.0) -> Inputs:
         images = self.train_images[batch.images]
         reports = self.train_reports[batch.reports]
-        pixels = transform(self.pixels[images].to(device).float() / 255, train=True)
+        if self.views is not None:  # a study's views, fused by the model
+            study = self.pixels[self.views[images]].to(device).float() / 255
+            pixels = transform(study.flatten(0, 1), train=True).unflatten(0, study.shape[:2])
+        else:
+            pixels = transform(self.pixels[images].to(device).float() / 255, train=True)
         rows = reports.tolist()
         cached = self.text_cache.batch(rows, device) if self.text_cache is not None else None
         return Inputs(pixels, [self.reports[r].text for r in rows], self.image_states[images].to(device),
@@ -130,11 +135,12 @@ def prepare_data(config: AlignConfig, data_dir: Path, cache_dir: Path, problems:
     patient_of_report = {r.id: r.patient for r in corpus.reports if r.patient is not None}
     image_side = [side_of(image.patient, fractions, d.split_seed) for image in images]
     report_side = [side_of(patient_of_report.get(i, i), fractions, d.split_seed) for i in report_ids]
-    report_of_image = None
+    report_of_image = views = None
     if d.pairing == "paired":
         row_of = {report_id: row for row, report_id in enumerate(report_ids)}
         study_report = {r.study: r.id for r in corpus.reports}
         report_of_image = torch.tensor([row_of.get(study_report.get(image.study, ""), -1) for image in images])
+        views = study_views(images, d.views)
     encoder = TextEncoder.from_pretrained(_path(data_dir, d.knowledge_encoder) if d.knowledge_encoder else None, device="cpu")
     queries = entity_vectors(vocabulary, encoder)
     concept_vectors = None
@@ -144,18 +150,29 @@ def prepare_data(config: AlignConfig, data_dir: Path, cache_dir: Path, problems:
                                    config.loss.similarity_threshold)
     image_rows = {s: torch.tensor([i for i, side in enumerate(image_side) if side == s], dtype=torch.long) for s in SPLITS}
     report_rows = {s: torch.tensor([i for i, side in enumerate(report_side) if side == s], dtype=torch.long) for s in SPLITS}
-    if d.pairing == "paired":
-        assert report_of_image is not None
-        has_report = report_of_image >= 0
-        image_rows["train"] = image_rows["train"][has_report[image_rows["train"]]]
+    if d.pairing == "paired":  # one training item per study with a report: its first image stands for it
+        assert report_of_image is not None and views is not None
+        first = views[:, 0] == torch.arange(len(images))
+        keep = (report_of_image >= 0) & first
+        image_rows["train"] = image_rows["train"][keep[image_rows["train"]]]
     digest = hashlib.sha256(json.dumps([[i.name for i in images], report_ids, vocabulary.ids,
                                         {s: r.tolist() for s, r in image_rows.items()}]).encode()).hexdigest()[:16]
     log.info("data: %s images (%s), %s reports (%s), %d entities", len(images),
              "/".join(str(len(image_rows[s])) for s in SPLITS), len(texts),
              "/".join(str(len(report_rows[s])) for s in SPLITS), len(vocabulary))
     return TrainingData(vocabulary, pixels, images, image_states(images, vocabulary), image_rows,
-                        [r for r, _ in texts], [m for _, m in texts], states, report_rows, report_of_image,
+                        [r for r, _ in texts], [m for _, m in texts], states, report_rows, report_of_image, views,
                         similarity, queries, d.pairing, config.train.seed, digest)
+
+
+def study_views(images: list[ImageRecord], count: int) -> Tensor:
+    """[N, count]: for each image, the rows of its study's images in corpus order (frontal before lateral as
+    the corpus lists them), repeated cyclically to fill `count` slots; extra views beyond `count` are left out."""
+    rows_of: dict[str, list[int]] = {}
+    for row, image in enumerate(images):
+        rows_of.setdefault(image.study, []).append(row)
+    return torch.tensor([[rows_of[image.study][v % len(rows_of[image.study])] for v in range(count)] for image in images],
+                        dtype=torch.long).reshape(len(images), count)
 
 
 def _path(data_dir: Path, value: str) -> Path:

@@ -37,9 +37,10 @@ FORMAT_VERSION = 1
 @dataclass
 class ImageOutput:
     global_: Tensor                 # [B, E] unit vectors
-    local: Tensor                   # [B, N, E] projected region features
-    grid: tuple[int, int]           # (h, w) of the regions
-    attentions: Tensor | None       # ViT's last-layer attentions, for token weights
+    local: Tensor                   # [B, N, E] projected region features (the kept ones after patch dropout)
+    grid: tuple[int, int]           # (h, w) of the whole grid of regions
+    attentions: Tensor | None       # ViT's last-layer attentions, for token weights (None after patch dropout)
+    kept: Tensor | None = None      # [B, n] positions of `local` among the N regions after patch dropout; None: all
 
 
 @dataclass
@@ -76,10 +77,27 @@ class AlignmentModel(nn.Module):
     def device(self) -> torch.device:
         return self.logit_scale.device
 
-    def encode_image(self, pixels: Tensor) -> ImageOutput:
-        features = self.image_encoder(pixels)
-        return ImageOutput(F.normalize(self.image_global(features.global_), dim=-1), self.image_local(features.local),
-                           features.grid, features.attentions)
+    def encode_image(self, pixels: Tensor, keep: float = 1.0) -> ImageOutput:
+        """Images [B, C, S, S], or studies of V views [B, V, C, S, S] fused into one item each: the views'
+        unit global vectors averaged (and renormalised), their regions concatenated [B, V·N, E]. A study
+        with fewer views repeats them to fill V, which leaves every attention-weighted context unchanged
+        (softmax over [r; r] weighs each copy half).
+
+        `keep` < 1 is patch dropout inside the image encoder (`ImageEncoder.forward`; training only): `local`
+        then holds each image's kept regions and `kept` their positions (view v's region p at v·h·w + p)."""
+        views = pixels.shape[1] if pixels.dim() == 5 else 0
+        features = self.image_encoder(pixels.flatten(0, 1) if views else pixels, keep)
+        global_ = F.normalize(self.image_global(features.global_), dim=-1)
+        local = self.image_local(features.local)
+        kept = features.kept
+        if views:
+            global_ = F.normalize(global_.unflatten(0, (-1, views)).mean(1), dim=-1)
+            local = local.unflatten(0, (-1, views)).flatten(1, 2)
+            if kept is not None:
+                regions = features.grid[0] * features.grid[1]
+                offsets = torch.arange(views, device=kept.device)[:, None] * regions
+                kept = (kept.unflatten(0, (-1, views)) + offsets).flatten(1, 2)
+        return ImageOutput(global_, local, features.grid, features.attentions, kept)
 
     def encode_text(self, texts: list[str] | TextFeatures) -> TextOutput:
         """Texts, or their features from the text encoder already (a frozen encoder's cache)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from encoders.text import TextFeatures
@@ -21,7 +20,7 @@ from extract.model import Mention
 from .config import LossConfig
 from .knowledge import word_concepts
 from .losses import ClipLoss, EntityLoss, GloriaLoss, KnowledgeClipLoss, KnowledgePrototypes, MedClipLoss, TokenAlignmentLoss
-from .model import AlignmentModel, ImageOutput
+from .model import AlignmentModel, ImageOutput, TextOutput
 from .targets import knowledge_word_weights
 
 
@@ -34,6 +33,13 @@ class Inputs:
     mentions: list[list[Mention]]                   # each report's concept mentions (offsets index its text)
     region_keep: float = 1.0                        # share of image regions kept (patch dropout)
     text_features: TextFeatures | None = None       # the texts' encoder features, when a frozen encoder's cache has them
+
+
+@dataclass
+class Encoded:
+    """What `Objective.encode` gives `Objective.losses`: both sides' projected encoder outputs."""
+    image: ImageOutput
+    text: TextOutput
 
 
 class Objective(nn.Module):
@@ -54,7 +60,8 @@ class Objective(nn.Module):
                                  local_loss=c.local_loss) if c.gloria_local or c.gloria_global else None
         self.cta = TokenAlignmentLoss(c.cta_temperature) if c.mgca_cta else None
         self.prototypes = KnowledgePrototypes(
-            c.prototypes, model.config.embed_dim, prototype_anchors if c.anchor_prototypes else None, c.prototype_anchor,
+            c.prototypes, model.config.embed_dim,
+            prototype_anchors[: c.prototypes] if c.anchor_prototypes and prototype_anchors is not None else None, c.prototype_anchor,
             c.sinkhorn_epsilon, c.sinkhorn_iterations, c.prototype_temperature) if c.prototype else None
         self.entity = EntityLoss() if c.entity_image or c.entity_text else None
 
@@ -63,10 +70,23 @@ class Objective(nn.Module):
         return self.gloria is not None or self.cta is not None or bool(self.config.entity_text)
 
     def forward(self, inputs: Inputs) -> dict[str, Tensor]:
-        c, model = self.config, self.model
-        image = model.encode_image(inputs.pixels)
-        regions = _drop_regions(image, inputs.region_keep)
+        return self.losses(inputs, self.encode(inputs))
+
+    def encode(self, inputs: Inputs) -> Encoded:
+        """Both encoders with their projections, row by row independent of the other rows (but for
+        BatchNorm's batch statistics): the part that gradient caching (`alignment.grad_cache`) runs in chunks.
+        Patch dropout (`inputs.region_keep` < 1) happens in the image encoder: ViT and DINOv2 run on the kept
+        patch tokens only; CNNs drop regions after the encoder (see `ImageEncoder.forward`)."""
+        model = self.model
+        image = model.encode_image(inputs.pixels, inputs.region_keep)
         text = model.encode_text(inputs.text_features if inputs.text_features is not None else inputs.texts)
+        return Encoded(image, text)
+
+    def losses(self, inputs: Inputs, encoded: Encoded) -> dict[str, Tensor]:
+        """Every loss term, and their weighted sum under "loss", on the whole batch's encoder outputs."""
+        c, model = self.config, self.model
+        image, text = encoded.image, encoded.text
+        regions = image.local  # only the kept regions after patch dropout
         terms: dict[str, Tensor] = {}
         if c.clip:
             if c.targets == "hard":
@@ -101,13 +121,3 @@ class Objective(nn.Module):
                   "prototype": c.prototype, "prototype_anchor": c.prototype * c.prototype_anchor,
                   "entity_image": c.entity_image, "entity_text": c.entity_text}
         return sum(weight[name] * value for name, value in terms.items())
-
-
-def _drop_regions(image: ImageOutput, keep: float) -> Tensor:
-    """A random `keep` share of the regions, the same positions for every image of the batch (FLIP's
-    patch dropout, applied to what the local losses and the decoder read)."""
-    if keep >= 1:
-        return image.local
-    count = image.local.shape[1]
-    chosen = torch.randperm(count, device=image.local.device)[: max(1, round(count * keep))]
-    return image.local[:, chosen.sort().values]
