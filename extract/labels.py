@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-import pyarrow.compute as pc
 
 from kg.problems import ProblemLog
-from kg.tables import read_tables
+from kg.tables import is_a_edges, reachable, read_tables
 
 from .index import ConceptIndex
 from .model import NOT_FINDINGS, Mention, Report
@@ -53,22 +52,7 @@ def label_set_names() -> list[str]:
 
 
 def is_a_children(rrf_dir: Path) -> dict[str, list[str]]:
-    relations = read_tables(rrf_dir, ProblemLog()).relations
-    is_a = relations.filter(pc.equal(relations["type"], "IS_A"))
-    children: dict[str, list[str]] = {}
-    for head, tail in zip(is_a["head"].to_pylist(), is_a["tail"].to_pylist()):
-        children.setdefault(tail, []).append(head)
-    return children
-
-
-def _below(concept_id: str, children: dict[str, list[str]]) -> set[str]:
-    found, stack = {concept_id}, [concept_id]
-    while stack:
-        for child in children.get(stack.pop(), ()):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return found
+    return is_a_edges(read_tables(rrf_dir, ProblemLog()))
 
 
 def load_label_set(name_or_path: str, index: ConceptIndex, rrf_dir: Path) -> LabelSet:
@@ -89,7 +73,7 @@ def load_label_set(name_or_path: str, index: ConceptIndex, rrf_dir: Path) -> Lab
                 if concept_id is None:
                     log.warning("label %s: the graph has no concept named %r", label, concept_name)
                     continue
-                ids |= _below(concept_id, children) if with_descendants else {concept_id}
+                ids |= reachable(concept_id, children) if with_descendants else {concept_id}
         context = re.compile(entry["context"], re.I) if entry.get("context") else None
         rules.append(LabelRule(label, frozenset(ids), context))
     normal = spec["normal"]

@@ -37,6 +37,30 @@ class GraphTables:
     relations: pa.Table  # RELATION_SCHEMA; one row per (head, type, tail, rela, source)
 
 
+def is_a_edges(tables: GraphTables, upward: bool = False) -> dict[str, list[str]]:
+    """IS_A as adjacency lists: parent -> children, or with `upward` child -> parents."""
+    is_a = tables.relations.filter(pc.equal(tables.relations["type"], "IS_A"))
+    heads, tails = is_a["head"].to_pylist(), is_a["tail"].to_pylist()
+    edges: dict[str, list[str]] = {}
+    for child, parent in zip(heads, tails):
+        if upward:
+            edges.setdefault(child, []).append(parent)
+        else:
+            edges.setdefault(parent, []).append(child)
+    return edges
+
+
+def reachable(start: str, edges: dict[str, list[str]]) -> set[str]:
+    """`start` and every concept reachable from it along `edges` (cycles are harmless)."""
+    found, stack = {start}, [start]
+    while stack:
+        for neighbour in edges.get(stack.pop(), ()):
+            if neighbour not in found:
+                found.add(neighbour)
+                stack.append(neighbour)
+    return found
+
+
 def read_rrf(path: Path, row_type: type[NamedTuple], columns: list[str], problems: ProblemLog) -> pa.Table:
     """`columns` of one RRF file plus its `line` numbers.
 

@@ -44,7 +44,7 @@ def mimic_root(tmp_path_factory) -> Path:
 
 def settings(root: Path, kg: Path, *extra: str):
     return load_config(Path("configs/medkg.yaml"), [
-        f"data.images=mimic-cxr", f"data.image_root={root}", f"data.reports={root / 'files'}", "data.pairing=paired",
+        "data.images=mimic-cxr", f"data.image_root={root}", f"data.reports={root / 'files'}", "data.pairing=paired",
         f"data.kg={kg}", "data.image_cache=false", "transform.image_size=32", "model.image.image_size=32",
         "model.image.hidden_sizes=[8,16,32,64]", "model.decoder.dim=32", "model.decoder.ffn=64", "model.embed_dim=32",
         "loss.targets=hard", "loss.prototypes=8", "train.batch_size=4", "train.epochs=3", "train.eval_every=0",

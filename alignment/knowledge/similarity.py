@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -28,7 +27,7 @@ from embed.features import concept_text
 from embed.vectors import ConceptVectors
 from encoders.text import TextEncoder
 from kg.problems import ProblemLog
-from kg.tables import GraphTables, read_tables
+from kg.tables import GraphTables, is_a_edges, reachable, read_tables
 
 from .vocabulary import EntityVocabulary
 
@@ -83,19 +82,11 @@ def concept_vectors_for(vocab: EntityVocabulary, vectors: ConceptVectors) -> Ten
 def _is_a_below(ids: list[str], graph: Path | GraphTables) -> Tensor:
     """[K, K]: entity a's concept lies below entity b's concept on IS_A."""
     tables = graph if isinstance(graph, GraphTables) else read_tables(Path(graph), ProblemLog())
-    relations = tables.relations.filter(pc.equal(tables.relations["type"], "IS_A"))
-    parents: dict[str, list[str]] = {}
-    for head, tail in zip(relations["head"].to_pylist(), relations["tail"].to_pylist()):
-        parents.setdefault(head, []).append(tail)
+    parents = is_a_edges(tables, upward=True)
     position = {concept_id: i for i, concept_id in enumerate(ids)}
     below = torch.zeros(len(ids), len(ids), dtype=torch.bool)
     for a, concept_id in enumerate(ids):
-        seen, stack = {concept_id}, [concept_id]
-        while stack:
-            for parent in parents.get(stack.pop(), ()):
-                if parent not in seen:
-                    seen.add(parent)
-                    stack.append(parent)
-                    if parent in position:
-                        below[a, position[parent]] = True
+        for ancestor in reachable(concept_id, parents) - {concept_id}:
+            if ancestor in position:
+                below[a, position[ancestor]] = True
     return below

@@ -37,7 +37,7 @@ from extract.model import ASSERTIONS
 from kg.atomic import atomic_open
 from kg.normalize import name_key
 from kg.problems import ProblemLog
-from kg.tables import GraphTables, read_tables
+from kg.tables import GraphTables, is_a_edges, reachable, read_tables
 
 from .assets import ReportMentions, report_mentions
 
@@ -121,7 +121,7 @@ def build_vocabulary(label_set_name: str, kg_dir: Path, index: ConceptIndex, men
     kg_dir = Path(kg_dir)
     label_set = load_label_set(label_set_name, index, kg_dir)
     tables = read_tables(kg_dir, ProblemLog())
-    children = _is_a_children(tables)
+    children = is_a_edges(tables)
     spec = _label_spec(label_set_name)
     found = [[m for m in ms if m.is_finding and m.assertion in ASSERTIONS] for _, ms in report_mentions(mentions)]
 
@@ -150,7 +150,7 @@ def build_vocabulary(label_set_name: str, kg_dir: Path, index: ConceptIndex, men
         ids.append(concept_id)
         names.append(_readable(index.concepts[concept_id].name))
         labels.append(None)
-        covers.append(frozenset(_below(concept_id, children)))
+        covers.append(frozenset(reachable(concept_id, children)))
         contexts.append(None)
     if len(ranked) < extra:
         log.warning("only %d finding concepts qualify as extra entities (%d asked for)", len(ranked), extra)
@@ -168,24 +168,6 @@ def _label_spec(name_or_path: str) -> dict:
     if name_or_path not in label_set_names():
         raise ValueError(f"unknown label set {name_or_path!r}: choose from {', '.join(label_set_names())} or give a .json file")
     return json.loads(files("extract").joinpath(f"data/label_sets/{name_or_path}.json").read_text(encoding="utf-8"))
-
-
-def _is_a_children(tables: GraphTables) -> dict[str, list[str]]:
-    is_a = tables.relations.filter(pc.equal(tables.relations["type"], "IS_A"))
-    children: dict[str, list[str]] = {}
-    for head, tail in zip(is_a["head"].to_pylist(), is_a["tail"].to_pylist()):
-        children.setdefault(tail, []).append(head)
-    return children
-
-
-def _below(concept_id: str, children: dict[str, list[str]]) -> set[str]:
-    found, stack = {concept_id}, [concept_id]
-    while stack:
-        for child in children.get(stack.pop(), ()):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return found
 
 
 def _umbrellas(covers: list[frozenset[str]], children: dict[str, list[str]]) -> set[str]:
