@@ -8,16 +8,20 @@ class over the batch, so its scores depend on which images share it). Two scores
 - `entity`: the entity decoder's probability that the label's entity is present, for models that have
   one. The decoder learns from image labels of the training split: this score is zero-shot only for
   entities no training image was labelled with, and is reported apart from `prompt` for that reason.
+`image_scores` uses bare-name prompts (training's validation); `medkg evaluate` builds its prompts from the graph
+(`alignment.prompts`) and adds percentile bootstrap intervals (`bootstrap_aucs`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 from scipy.stats import rankdata
 from torch import Tensor
+from tqdm import tqdm
 
 from encoders.transforms import ImageTransform
 
@@ -78,3 +82,61 @@ def label_aucs(scores: Tensor, states: Tensor, labels: list[str]) -> dict[str, f
 
 def mean(values: dict[str, float]) -> float:
     return float(np.mean(list(values.values()))) if values else float("nan")
+
+
+def bootstrap_aucs(scores: np.ndarray, states: np.ndarray, resamples: int = 1000, seed: int = 0, level: float = 0.95,
+                   progress: bool = False) -> dict[str, np.ndarray]:
+    """AUC per label with a percentile bootstrap interval, and the interval of their mean.
+
+    `scores` [N, L] and `states` [N, L] (`alignment.states` values; a label's AUC reads the images whose state
+    is PRESENT or ABSENT). Images are resampled with replacement, `resamples` times from a generator seeded with
+    `seed`, jointly for all labels (one resample gives every label's AUC, and the mean over labels); the interval
+    is the (1 - level) / 2 and 1 - (1 - level) / 2 percentiles of the resampled AUCs, resamples in which a label
+    has one class only left out. Exact and vectorised: a resample is a count per image, and the Mann–Whitney
+    statistic is summed over groups of tied scores (ties count half), so no resample is sorted again.
+
+    {"auc": [L], "low": [L], "high": [L], "mean_low": (), "mean_high": ()}; NaN where a label has one class."""
+    scores, states = np.asarray(scores, dtype=np.float64), np.asarray(states)
+    n, labels = scores.shape
+    if labels == 0 or n == 0:
+        empty = np.full(labels, np.nan)
+        return {"auc": empty, "low": empty.copy(), "high": empty.copy(), "mean_low": np.nan, "mean_high": np.nan}
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(resamples, 4_000_000 // max(n, 1)))
+    point = np.array([_weighted_aucs(np.ones((1, n)), scores[:, j], states[:, j])[0] for j in range(labels)])
+    sampled = np.full((resamples, labels), np.nan)
+    done = 0
+    with tqdm(total=resamples, desc="bootstrap", unit=" resamples", disable=not progress, mininterval=0.5) as bar:
+        while done < resamples:
+            size = min(chunk, resamples - done)
+            draws = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
+            counts = np.bincount(draws.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+            for j in range(labels):
+                sampled[done:done + size, j] = _weighted_aucs(counts, scores[:, j], states[:, j])
+            done += size
+            bar.update(size)
+    tail = (1 - level) / 2 * 100
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (one class only) give NaN, as they should
+        low, high = np.nanpercentile(sampled, [tail, 100 - tail], axis=0)
+        means = np.nanmean(sampled[:, ~np.isnan(point)], axis=1) if (~np.isnan(point)).any() else np.full(resamples, np.nan)
+        mean_low, mean_high = np.nanpercentile(means, [tail, 100 - tail])
+    low[np.isnan(point)] = high[np.isnan(point)] = np.nan
+    return {"auc": point, "low": low, "high": high, "mean_low": mean_low, "mean_high": mean_high}
+
+
+def _weighted_aucs(counts: np.ndarray, scores: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """AUC [B] of one label for each row of image counts [B, N] (an image counted c times is c images)."""
+    known = (states == PRESENT) | (states == ABSENT)
+    s, positive, c = scores[known], states[known] == PRESENT, counts[:, known]
+    if positive.all() or not positive.any():
+        return np.full(len(counts), np.nan)
+    order = np.argsort(s, kind="stable")
+    s, positive, c = s[order], positive[order], c[:, order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # groups of tied scores, ascending
+    pos = np.add.reduceat(c * positive, starts, axis=1)
+    neg = np.add.reduceat(c * ~positive, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg  # negatives strictly below each group
+    pairs = pos.sum(1) * neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, (pos * (below + neg / 2)).sum(1) / pairs, np.nan)
