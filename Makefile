@@ -9,6 +9,7 @@ DATA ?= ../shared/data
 OUT ?= out
 INSTALLED := $(VENV)/.installed
 PARSER := tests/cypher/node_modules/.installed
+CHROMIUM := $(VENV)/.chromium
 
 .PHONY: demo test clean
 
@@ -20,6 +21,11 @@ $(INSTALLED): pyproject.toml
 
 $(PARSER): tests/cypher/package.json tests/cypher/package-lock.json
 	npm ci --prefix tests/cypher --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Headless Chromium renders the `medkg explain` viewer page in tests/test_explain.py (Debian's package, as root).
+$(CHROMIUM): | $(INSTALLED)
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	touch $@
 
 demo: $(INSTALLED)
@@ -41,7 +47,7 @@ demo: $(INSTALLED)
 	$(BIN)/medkg embed export $(OUT)/kge --graph
 	$(BIN)/medkg kg similar RADLEX:RID34539 --limit 8
 
-test: $(INSTALLED) $(PARSER)
+test: $(INSTALLED) $(PARSER) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 clean:

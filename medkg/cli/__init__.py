@@ -10,7 +10,7 @@ from graphdb.readonly import ReadOnlyError
 from graphdb.store import ConceptNotFoundError, GraphDBError
 from kg.problems import MalformedInputError
 
-from . import align, embed, extract, kg
+from . import align, embed, evaluate, explain, extract, kg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     extract.register(commands)
     embed.register(commands)
     align.register(commands)
+    explain.register(commands)
+    evaluate.register(commands)
     return parser
 
 
