@@ -37,6 +37,7 @@ from . import runtime, zeroshot
 from .batches import batches_per_epoch, epoch_batches
 from .config import AlignConfig
 from .dataset import TrainingData, prepare_data
+from .grad_cache import grad_cache_step
 from .metrics import MetricsLog, read_metrics
 from .model import AlignmentModel
 from .objective import Inputs, Objective
@@ -44,6 +45,7 @@ from .objective import Inputs, Objective
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 MODEL_DIR = "model"
+VOCABULARY_FILE = "vocabulary.json"
 RESUMABLE = {"train.epochs", "train.eval_every", "train.checkpoint_every", "train.device", "train.threads"}
 
 
@@ -93,7 +95,8 @@ def _train(config: AlignConfig, out: Path, data_dir: Path, cache_dir: Path, prog
         data.cache_text(model.text_encoder, cache_dir / "text", progress)
     objective = Objective(model, config.loss, data.entity_similarity, prototype_anchors(model, data)).to(rt.device)
     transform = ImageTransform(config.transform).to(rt.device)
-    trained: nn.Module = DistributedDataParallel(objective) if rt.world > 1 else objective
+    # terms a config turns off leave parameters without gradients (CLIP alone never uses the local projections)
+    trained: nn.Module = DistributedDataParallel(objective, find_unused_parameters=True) if rt.world > 1 else objective
     steps_per_epoch = batches_per_epoch(len(data.train_images), t.batch_size) // t.accumulate
     if steps_per_epoch < 1:
         raise ValueError(f"train.accumulate {t.accumulate} exceeds the {batches_per_epoch(len(data.train_images), t.batch_size)} "
@@ -115,7 +118,7 @@ def _train(config: AlignConfig, out: Path, data_dir: Path, cache_dir: Path, prog
 
     started, loss_value = time.perf_counter(), float("nan")
     step, epoch, done_batches = position["step"], position["epoch"], position["batches"]
-    interrupted = _interrupt_flag()
+    interrupted, restore_sigterm = _interrupt_flag()
     bar = tqdm(total=total, initial=step, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
     try:
         while epoch < t.epochs:
@@ -129,9 +132,13 @@ def _train(config: AlignConfig, out: Path, data_dir: Path, cache_dir: Path, prog
                 if index >= steps_per_epoch * t.accumulate:
                     break
                 inputs = data.inputs(batch, transform, rt.device, keep)
-                with rt.autocast(t.precision):
-                    terms = trained(inputs)
-                scaler.scale(terms["loss"] / t.accumulate).backward()
+                if t.grad_cache_chunk:  # encoders in chunks, same gradient (averaged over processes there, not by DDP)
+                    terms = grad_cache_step(objective, inputs, t.grad_cache_chunk,
+                                            lambda loss: scaler.scale(loss / t.accumulate), lambda: rt.autocast(t.precision))
+                else:
+                    with rt.autocast(t.precision):
+                        terms = trained(inputs)
+                    scaler.scale(terms["loss"] / t.accumulate).backward()
                 pending += 1
                 if pending < t.accumulate:
                     continue
@@ -166,10 +173,12 @@ def _train(config: AlignConfig, out: Path, data_dir: Path, cache_dir: Path, prog
         raise TrainingInterrupted(f"stopped at step {step}; the checkpoint is saved in {out / CHECKPOINT}: "
                                   "run the same command again to resume") from None
     finally:
+        restore_sigterm()
         bar.close()
         metrics.close()
     if rt.main:
         model.save_pretrained(out / MODEL_DIR)
+        data.vocabulary.save(out / VOCABULARY_FILE)  # labels, concept ids and synonyms of the model's entities
     valid_rows = [r for r in read_metrics(metrics.path) if r["split"] == "valid"]
     last_valid = {r["name"]: r["value"] for r in valid_rows if r["step"] == valid_rows[-1]["step"]} if valid_rows else {}
     return TrainSummary(out, epoch, step, loss_value, time.perf_counter() - started, last_valid, problems.summary())
@@ -260,8 +269,12 @@ def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _interrupt_flag():
-    """SIGTERM (a scheduler's stop) handled like Ctrl-C: the loop checkpoints after the current step."""
+    """SIGTERM (a scheduler's stop) handled like Ctrl-C: the loop checkpoints after the current step.
+    Returns the flag and a function that puts the previous handler back (training called from a process
+    that lives on: a notebook, a test session)."""
     received = {"stop": False}
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: received.__setitem__("stop", True))
-    return lambda: received["stop"]
+    if threading.current_thread() is not threading.main_thread():
+        return (lambda: received["stop"]), (lambda: None)
+    previous = signal.signal(signal.SIGTERM, lambda *_: received.__setitem__("stop", True))
+    previous = signal.SIG_DFL if previous is None else previous  # None: a handler installed outside Python
+    return (lambda: received["stop"]), (lambda: signal.signal(signal.SIGTERM, previous))

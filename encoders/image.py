@@ -70,11 +70,17 @@ class ImageEncoderConfig:
 
 @dataclass
 class ImageFeatures:
-    """A batch's global and local image features (`ImageEncoder.forward`); neither is normalised."""
+    """A batch's global and local image features (`ImageEncoder.forward`); neither is normalised.
+
+    After patch dropout (`keep` < 1) `local` holds only the kept regions: `kept` [B, n] gives, per image, the
+    row-major grid position of each (ascending), `grid` is still the whole grid's shape, and the spatial
+    layout `local.view(B, h, w, D)` no longer applies (n < h * w, so that view fails rather than misleads).
+    `kept` is None when every region is there, in grid order."""
     global_: Tensor  # [B, D] one vector per image
-    local: Tensor  # [B, N, D] region vectors, row-major over the grid: N = h * w
-    grid: tuple[int, int]  # (h, w): local.view(B, h, w, D) is the spatial layout
+    local: Tensor  # [B, N, D] region vectors, row-major over the grid: N = h * w (or n kept, see `kept`)
+    grid: tuple[int, int]  # (h, w): local.view(B, h, w, D) is the spatial layout when `kept` is None
     attentions: Tensor | None  # ViT and DINOv2: the last layer's attention probabilities [B, heads, 1 + N, 1 + N]; else None
+    kept: Tensor | None = None  # [B, n] long: the grid positions `local` holds after patch dropout; None: all of them
 
 
 class ImageEncoder(nn.Module):
@@ -154,15 +160,30 @@ class ImageEncoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def forward(self, pixels: Tensor) -> ImageFeatures:
+    def forward(self, pixels: Tensor, keep: float = 1.0) -> ImageFeatures:
+        """`keep` < 1 is patch dropout (FLIP; BiomedCLIP trains with it): each image keeps a random `keep`
+        share of its regions (at least one), drawn from torch's global RNG (a resumed run draws the same).
+        ViT and DINOv2 drop patch tokens after the embedding (position embeddings added) and run the
+        transformer layers on the CLS token and the kept patches only, which is where the saving comes from;
+        `global_` is then the CLS token of that shorter sequence and `attentions` is None. CNNs see the whole
+        image and drop regions from `local` afterwards (no compute saved; `global_` pools all regions).
+        Evaluation keeps everything (`keep` = 1, the default, is exactly the plain forward)."""
         size, channels = self.config.image_size, self.config.channels
         if pixels.dim() != 4 or pixels.shape[1:] != (channels, size, size):
             raise ValueError(f"pixels: expected [B, {channels}, {size}, {size}] (channels, image_size), got {list(pixels.shape)}")
+        if not 0 < keep <= 1:
+            raise ValueError(f"keep: the share of regions kept, in (0, 1], got {keep}")
         if self.repeat_gray:
             pixels = pixels.expand(-1, 3, -1, -1)
         if self.config.architecture in CNNS:
-            return self._cnn_features(pixels)
-        return self._transformer_features(pixels)
+            features = self._cnn_features(pixels)
+            if keep == 1:
+                return features
+            kept = kept_positions(features.local.shape[0], features.local.shape[1], keep, features.local.device)
+            return replace(features, local=_take(features.local, kept), kept=kept)
+        if keep == 1:
+            return self._transformer_features(pixels)
+        return self._dropped_transformer_features(pixels, keep)
 
     def _cnn_features(self, pixels: Tensor) -> ImageFeatures:
         out = self.model(pixel_values=pixels, output_hidden_states=True)
@@ -181,6 +202,39 @@ class ImageEncoder(nn.Module):
         side = self.config.image_size // self.model.config.patch_size
         tokens = out.last_hidden_state
         return ImageFeatures(global_=tokens[:, 0], local=tokens[:, 1:], grid=(side, side), attentions=out.attentions[-1])
+
+    def _dropped_transformer_features(self, pixels: Tensor, keep: float) -> ImageFeatures:
+        """The transformer's own steps (`ViTModel.forward`, `Dinov2Model.forward`: embeddings, layers, final
+        LayerNorm) with the patch tokens cut to the kept ones between the embeddings and the first layer."""
+        model = self.model
+        pixels = pixels.to(model.embeddings.patch_embeddings.projection.weight.dtype)
+        if self.config.architecture == "vit":
+            interpolate = self.config.image_size != model.config.image_size
+            tokens = model.embeddings(pixels, interpolate_pos_encoding=interpolate)
+            layers = model.layers
+        else:
+            tokens = model.embeddings(pixels)
+            layers = model.encoder.layer
+        batch, count = tokens.shape[0], tokens.shape[1] - 1
+        kept = kept_positions(batch, count, keep, tokens.device)
+        tokens = torch.cat([tokens[:, :1], _take(tokens[:, 1:], kept)], dim=1)
+        for layer in layers:  # no attention mask: every image keeps as many tokens
+            tokens = layer(tokens, None)
+        tokens = model.layernorm(tokens)
+        side = self.config.image_size // model.config.patch_size
+        return ImageFeatures(global_=tokens[:, 0], local=tokens[:, 1:], grid=(side, side), attentions=None, kept=kept)
+
+
+def kept_positions(batch: int, count: int, keep: float, device: torch.device) -> Tensor:
+    """[batch, n] ascending positions out of `count`, a random n = max(1, round(keep * count)) per row (one
+    `torch.rand` draw on `device`'s global generator)."""
+    n = max(1, round(count * keep))
+    return torch.rand(batch, count, device=device).argsort(dim=1)[:, :n].sort(dim=1).values
+
+
+def _take(x: Tensor, positions: Tensor) -> Tensor:
+    """Rows `positions` [B, n] of each x[b] [N, D]: [B, n, D]."""
+    return x.gather(1, positions[..., None].expand(-1, -1, x.shape[-1]))
 
 
 def _model_config(config: ImageEncoderConfig) -> PretrainedConfig:

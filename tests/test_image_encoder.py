@@ -155,3 +155,45 @@ def test_resize_keeps_the_aspect_and_crops_the_centre():
     out = resize_to(wide, 20)
     assert out.shape == (1, 1, 20, 20)
     assert out.min() > 0.99  # the crop is the white middle, not a squashed whole
+
+
+@pytest.mark.parametrize("architecture", ["vit", "dinov2"])
+def test_patch_dropout_runs_the_transformer_on_the_kept_tokens(architecture):
+    model = encoder(architecture=architecture, **VIT)
+    x = pixels(size=32, batch=3)
+    torch.manual_seed(5)
+    half = model(x, keep=0.5)
+    assert half.local.shape == (3, 8, 16) and half.global_.shape == (3, 16) and half.attentions is None
+    assert half.grid == (4, 4) and half.kept.shape == (3, 8)
+    assert all(row.unique().numel() == 8 and torch.equal(row, row.sort().values) for row in half.kept)
+    assert not all(torch.equal(half.kept[0], row) for row in half.kept[1:])  # each image its own draw
+    torch.manual_seed(5)
+    again = model(x, keep=0.5)  # the global RNG decides: a resumed run draws the same tokens
+    assert torch.equal(again.kept, half.kept) and torch.equal(again.local, half.local)
+    plain = model(x)
+    assert plain.kept is None and torch.equal(model(x, keep=1.0).local, plain.local)
+    # the shortened path itself, keeping every token, is the plain forward
+    every = model._dropped_transformer_features(x, 1.0)
+    torch.testing.assert_close(every.local, plain.local)
+    torch.testing.assert_close(every.global_, plain.global_)
+    # a kept token's features depend on the other kept tokens only: a patch left out changes nothing
+    dropped = torch.ones(16, dtype=torch.bool)
+    dropped[half.kept[0]] = False
+    rows, cols = divmod(int(dropped.nonzero()[0]), 4)
+    changed = x.clone()
+    changed[0, :, rows * 8:(rows + 1) * 8, cols * 8:(cols + 1) * 8] += 10
+    torch.manual_seed(5)
+    assert torch.equal(model(changed, keep=0.5).local[0], half.local[0])
+
+
+def test_patch_dropout_on_a_cnn_drops_regions_after_the_encoder():
+    model = encoder(architecture="resnet", **CNN)
+    x = pixels()
+    plain = model(x)
+    torch.manual_seed(0)
+    quarter = model(x, keep=0.25)
+    assert quarter.local.shape == (2, 16, 16) and quarter.kept.shape == (2, 16)
+    assert torch.equal(quarter.global_, plain.global_)  # pooled over the whole map: nothing saved
+    assert torch.equal(quarter.local, torch.stack([plain.local[b, quarter.kept[b]] for b in range(2)]))
+    with pytest.raises(ValueError, match="keep"):
+        model(x, keep=0.0)
