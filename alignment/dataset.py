@@ -113,8 +113,10 @@ def prepare_data(config: AlignConfig, data_dir: Path, cache_dir: Path, problems:
     d = config.data
     if rt is not None and not rt.main:
         rt.barrier()  # the main process builds the caches first
-    corpus = read_corpus(d.images, _path(data_dir, d.image_root), problems)
     reports_input = _path(data_dir, d.reports) if d.reports else None
+    # a paired CSV manifest names its reports by id (`report_id`) in data.reports, the corpus the mentions come from
+    manifest_reports = reports_input if d.images == "csv" and d.pairing == "paired" else None
+    corpus = read_corpus(d.images, _path(data_dir, d.image_root), problems, reports=manifest_reports)
     if d.pairing == "paired" and not corpus.paired:
         raise ValueError(f"data.pairing 'paired' needs a paired corpus; {d.images} at {d.image_root} has no image reports "
                          "(use pseudo or independent with a separate report corpus)")
