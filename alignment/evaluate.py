@@ -133,7 +133,8 @@ def encode_images(model: AlignmentModel, pixels: Tensor, transform: ImageTransfo
         batch = rows[start:start + batch_size]
         images = transform(pixels[batch].to(model.device).float() / 255, train=False)
         features = model.image_encoder(images)
-        global_ = F.normalize(model.image_global(features.global_), dim=-1)
+        pooled = model.image_global(features.global_)
+        global_ = F.normalize(pooled, dim=-1)
         local = model.image_local(features.local)
         grid = features.grid
         pair = torch.stack([global_ @ positive.T, global_ @ negative.T], dim=-1) * scale
@@ -142,7 +143,7 @@ def encode_images(model: AlignmentModel, pixels: Tensor, transform: ImageTransfo
         out["backbone"].append(features.global_.float().cpu())
         keep = [i for i, row in enumerate(batch) if row in map_rows]
         if model.decoder is not None:
-            logits, attention = model.entities(local)
+            logits, attention = model.entities(local, summary=pooled)
             out["entity"].append(logits[:, entities].float().softmax(-1)[..., PRESENT].cpu())
             for i in keep:
                 maps[batch[i]] = attention[i, entities].float().cpu()

@@ -307,7 +307,7 @@ class Explainer:
         h, w = out.grid
         if out.local.shape[1] != h * w:
             raise ValueError(f"the image encoder gave {out.local.shape[1]} regions for a {h}x{w} grid")
-        logits, attention = self.model.entities(out.local)
+        logits, attention = self.model.entities(out.local, summary=out.pooled)
         probabilities = logits.float().softmax(-1)[0].cpu().numpy()
         grids = attention[0].float().view(-1, h, w).cpu().numpy()
         if entities is None:

@@ -31,12 +31,13 @@ from .settings import from_dict, to_dict
 
 CONFIG_NAME = "alignment_model.json"
 HEADS_NAME = "heads.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the entity decoder computes each entity's classifier from its query and reads a global summary
 
 
 @dataclass
 class ImageOutput:
     global_: Tensor                 # [B, E] unit vectors
+    pooled: Tensor                  # [B, E] the same before normalisation (the entity decoder's summary)
     local: Tensor                   # [B, N, E] projected region features (the kept ones after patch dropout)
     grid: tuple[int, int]           # (h, w) of the whole grid of regions
     attentions: Tensor | None       # ViT's last-layer attentions, for token weights (None after patch dropout)
@@ -46,6 +47,7 @@ class ImageOutput:
 @dataclass
 class TextOutput:
     global_: Tensor                 # [B, E] unit vectors
+    pooled: Tensor                  # [B, E] the same before normalisation (the entity decoder's summary)
     words: Tensor                   # [B, W, E] projected word features
     word_mask: Tensor               # [B, W] bool
     word_spans: list[list[tuple[int, int]]]
@@ -79,7 +81,7 @@ class AlignmentModel(nn.Module):
 
     def encode_image(self, pixels: Tensor, keep: float = 1.0) -> ImageOutput:
         """Images [B, C, S, S], or studies of V views [B, V, C, S, S] fused into one item each: the views'
-        unit global vectors averaged (and renormalised), their regions concatenated [B, V·N, E]. A study
+        projected global vectors averaged (then normalised), their regions concatenated [B, V·N, E]. A study
         with fewer views repeats them to fill V, which leaves every attention-weighted context unchanged
         (softmax over [r; r] weighs each copy half).
 
@@ -87,31 +89,34 @@ class AlignmentModel(nn.Module):
         then holds each image's kept regions and `kept` their positions (view v's region p at v·h·w + p)."""
         views = pixels.shape[1] if pixels.dim() == 5 else 0
         features = self.image_encoder(pixels.flatten(0, 1) if views else pixels, keep)
-        global_ = F.normalize(self.image_global(features.global_), dim=-1)
+        pooled = self.image_global(features.global_)
         local = self.image_local(features.local)
         kept = features.kept
         if views:
-            global_ = F.normalize(global_.unflatten(0, (-1, views)).mean(1), dim=-1)
+            pooled = pooled.unflatten(0, (-1, views)).mean(1)
             local = local.unflatten(0, (-1, views)).flatten(1, 2)
             if kept is not None:
                 regions = features.grid[0] * features.grid[1]
                 offsets = torch.arange(views, device=kept.device)[:, None] * regions
                 kept = (kept.unflatten(0, (-1, views)) + offsets).flatten(1, 2)
-        return ImageOutput(global_, local, features.grid, features.attentions, kept)
+        return ImageOutput(F.normalize(pooled, dim=-1), pooled, local, features.grid, features.attentions, kept)
 
     def encode_text(self, texts: list[str] | TextFeatures) -> TextOutput:
         """Texts, or their features from the text encoder already (a frozen encoder's cache)."""
         features = texts if isinstance(texts, TextFeatures) else self.text_encoder.features(texts)
-        return TextOutput(F.normalize(self.text_global(features.sentence), dim=-1), self.text_local(features.words),
+        pooled = self.text_global(features.sentence)
+        return TextOutput(F.normalize(pooled, dim=-1), pooled, self.text_local(features.words),
                           features.word_mask, features.word_spans, features.word_text)
 
-    def entities(self, memory: Tensor, padding: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def entities(self, memory: Tensor, padding: Tensor | None = None, summary: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Entity logits [B, K, 3] (absent / present / uncertain) and the last layer's cross-attention
         [B, K, N] of the entity queries over `memory` (image regions or report words; `padding` marks the
-        positions to ignore)."""
+        positions to ignore; `summary`, the item's unnormalised global vector `pooled`, which a from-scratch
+        encoder's regions alone pass to the decoder too faintly: measured, the decoder without it learns the
+        label priors only, while a linear probe of the global vector ranks the findings)."""
         if self.decoder is None:
             raise ValueError("this model has no entity decoder")
-        return self.decoder(self.entity_queries, memory, padding)
+        return self.decoder(self.entity_queries, memory, padding, summary)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write the whole model into `directory`, replacing what a previous save left there."""

@@ -109,9 +109,10 @@ class Objective(nn.Module):
             terms["prototype"], terms["prototype_anchor"] = prototypes["swap"], prototypes["anchor"]
         if self.entity is not None:
             if c.entity_image:
-                terms["entity_image"] = self.entity(model.entities(regions)[0], inputs.image_states)
+                terms["entity_image"] = self.entity(model.entities(regions, summary=image.pooled)[0], inputs.image_states)
             if c.entity_text:
-                terms["entity_text"] = self.entity(model.entities(text.words, ~text.word_mask)[0], inputs.text_states)
+                terms["entity_text"] = self.entity(model.entities(text.words, ~text.word_mask, text.pooled)[0],
+                                                   inputs.text_states)
         terms["loss"] = self.total(terms)
         return terms
 

@@ -8,13 +8,18 @@ j is the expected agreement of their evidence, summed over entities:
     A(i, j) = Σ_k  w_p·π_ik·π_jk + w_a·α_ik·α_jk − w_d·(π_ik·α_jk + α_ik·π_jk)
 
 (w_p rewards shared findings, w_a shared explicit negatives, w_d penalises a finding stated on one side
-and negated on the other). With the defaults w_p = 1, w_a = 0.5, w_d = 1, u = 0.5, per entity:
+and negated on the other). With the defaults w_p = 1, w_a = 0, w_d = 1, u = 0.5, per entity:
 
     image \\ text   present   absent   uncertain   unknown
     present          1        −1        0           0
-    absent          −1         0.5     −0.25        0
-    uncertain        0        −0.25    −0.125       0
+    absent          −1         0       −0.5         0
+    uncertain        0        −0.5     −0.25        0
     unknown          0         0        0           0
+
+Shared negatives count nothing by default, as in MedCLIP (0·0 = 0): on exhaustively labelled images (NIH
+states all 14 findings) and normal reports (every unmentioned label absent) a positive w_a sums to more
+than a shared finding (13 × 0.5 against 1), so every image's target mass goes to the normal reports and
+the image vectors collapse onto them; measured on the shared data with w_a = 0.5.
 
 Uncertain against uncertain is not agreement (MedCLIP multiplies −1·−1 = +1); uncertain against present
 is neutral, like silence. Targets are softmax_j(A(i, j) / temperature) over the columns of each row;
@@ -45,7 +50,7 @@ from alignment.states import ABSENT, PRESENT, UNCERTAIN
 class StateAgreement:
     """Weights of the agreement table (module docstring) and the presence probability of an uncertain state."""
     present: float = 1.0    # w_p: both present
-    absent: float = 0.5     # w_a: both explicitly absent (weaker: most findings are absent most of the time)
+    absent: float = 0.0     # w_a: both explicitly absent (0, as MedCLIP: shared negatives would swamp shared findings)
     disagree: float = 1.0   # w_d: present on one side, absent on the other
     uncertain: float = 0.5  # u: presence probability of an uncertain mention
 

@@ -52,7 +52,7 @@ def image_scores(model: AlignmentModel, images: Tensor, transform: ImageTransfor
         pair = torch.stack([encoded.global_ @ pos.T, encoded.global_ @ neg.T], dim=-1) * scale
         out["prompt"].append(pair.softmax(-1)[..., 0].float().cpu())
         if model.decoder is not None:
-            logits, _ = model.entities(encoded.local)
+            logits, _ = model.entities(encoded.local, summary=encoded.pooled)
             out["entity"].append(logits[:, entity_rows].float().softmax(-1)[..., PRESENT].cpu())
     model.train(was_training)
     return {k: torch.cat(v) for k, v in out.items() if v}

@@ -131,7 +131,7 @@ def model_outputs(trained, path: Path, resize: str):
     pixels = torch.round(read_image(path, SIZE) * 255) / 255 if resize == "stretch" else read_image(path)
     with torch.no_grad():
         out = model.encode_image(transform(pixels[None], train=False))
-        logits, attention = model.entities(out.local)
+        logits, attention = model.entities(out.local, summary=out.pooled)
     return logits[0], attention[0].view(-1, *out.grid)
 
 

@@ -87,8 +87,18 @@ def test_state_agreement_table():
     states = torch.tensor([[P], [A], [U], [N]])
     evidence = state_evidence(states)
     scores = agreement_scores(*evidence, *evidence, StateAgreement())
-    expected = torch.tensor([[1, -1, 0, 0], [-1, 0.5, -0.25, 0], [0, -0.25, -0.125, 0], [0, 0, 0, 0]])
+    expected = torch.tensor([[1, -1, 0, 0], [-1, 0, -0.5, 0], [0, -0.5, -0.25, 0], [0, 0, 0, 0]])
     assert torch.allclose(scores, expected)
+    weighted = agreement_scores(*evidence, *evidence, StateAgreement(absent=0.5))  # shared negatives, when asked for
+    assert weighted[1, 1] == 0.5 and weighted[1, 2] == -0.25
+
+
+def test_shared_negatives_do_not_outweigh_a_shared_finding():
+    # an exhaustively labelled image with one finding, against a normal report (13 absent) and a report of its finding
+    images = torch.tensor([[P] + [A] * 13, [N] * 14])
+    reports = torch.tensor([[A] * 14, [P] + [N] * 13])
+    y = semantic_targets(images, reports, temperature=0.5)
+    assert y[0, 1] > y[0, 0]
 
 
 def test_semantic_targets_uncertain_is_not_agreement():

@@ -55,19 +55,34 @@ class EntityDecoder(nn.Module):
         self.query_mlp = nn.Sequential(nn.Linear(query_dim or dim, dim), nn.ReLU(), nn.Linear(dim, dim))
         self.memory_proj = nn.Identity() if memory_dim in (None, dim) else nn.Linear(memory_dim, dim)
         self.memory_norm = nn.LayerNorm(dim)
+        self.summary_proj = nn.Linear(memory_dim or dim, dim)
         self.layers = nn.ModuleList(_DecoderLayer(config) for _ in range(config.layers))
         self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, config.num_classes)
+        # The classifier of each entity is computed from its query (a hypernetwork): logit_c = ⟨h_k, W_c q_k⟩ + b_c.
+        # A head shared by all entities would have to separate them through the FFN alone, an additive mix of
+        # query and image content; the bilinear form lets image content vote differently per entity, while an
+        # entity never trained on still gets a classifier from its name's embedding.
+        self.classifier = nn.Linear(dim, dim * config.num_classes)
+        self.bias = nn.Parameter(torch.zeros(config.num_classes))
 
-    def forward(self, queries: Tensor, memory: Tensor, padding: Tensor | None = None) -> EntityOutput:
+    def forward(self, queries: Tensor, memory: Tensor, padding: Tensor | None = None,
+                summary: Tensor | None = None) -> EntityOutput:
         x = self.query_mlp(queries)
         if x.ndim == 2:
             x = x.unsqueeze(0).expand(memory.shape[0], -1, -1)
+        weights = self.classifier(x).unflatten(-1, (self.config.num_classes, -1))  # [B, K, C, dim]
         memory = self.memory_norm(self.memory_proj(memory))
         attention = None
         for index, layer in enumerate(self.layers):
             x, attention = layer(x, memory, padding, need_weights=index == len(self.layers) - 1)
-        return EntityOutput(self.head(self.norm(x)), attention)
+        # What the entity looked at votes directly: its attention-pooled memory joins the decoder state. At
+        # initialisation the attention is near uniform, so this starts as a linear probe of mean-pooled regions
+        # with per-entity weights, a signal the query-dominated residual stream alone lets through only faintly.
+        evidence = self.norm(x) + torch.bmm(attention, memory)
+        if summary is not None:  # the item's global vector [B, memory_dim]: a linear path every entity reads
+            evidence = evidence + self.summary_proj(summary)[:, None, :]
+        logits = torch.einsum("bkd,bkcd->bkc", evidence, weights) / weights.shape[-1] ** 0.5 + self.bias
+        return EntityOutput(logits, attention)
 
 
 class _DecoderLayer(nn.Module):
