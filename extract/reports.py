@@ -28,6 +28,7 @@ from pathlib import Path
 
 from extract.model import Report, Section
 from extract.sections import SectionSplitter, default_splitter
+from kg.csv_rows import numbered_rows
 from kg.problems import ProblemLog
 from kg.sources import iu_xray
 
@@ -102,18 +103,7 @@ def _csv_reports(path: Path, problems: ProblemLog, splitter: SectionSplitter) ->
             raise ValueError(f"{path}: CSV header {header!r} lacks an 'id' and a 'text' column; expected {LAYOUTS}")
         id_at, text_at = columns.index("id"), columns.index("text")
         seen: set[str] = set()
-        line = reader.line_num + 1  # where the next row starts
-        while True:
-            try:
-                row = next(reader, None)
-            except (csv.Error, UnicodeDecodeError) as e:
-                problems.report(path, line, "csv", f"stopped reading: {e}")
-                return
-            if row is None:
-                return
-            row_line, line = line, reader.line_num + 1
-            if not row:
-                continue  # a blank line
+        for row_line, row in numbered_rows(path, reader, problems):
             report_id = row[id_at].strip() if id_at < len(row) else ""
             text = row[text_at] if text_at < len(row) else ""
             if not report_id:

@@ -25,6 +25,7 @@ from typing import IO, Any, NamedTuple
 from alignment.data.records import Corpus, DatasetError, ImageRecord, ReportRecord
 from alignment.states import ABSENT, PRESENT, UNCERTAIN
 from extract.reports import iter_reports, iu_report, read_txt_report
+from kg.csv_rows import numbered_rows
 from kg.problems import ProblemLog
 from kg.sources import iu_xray
 
@@ -321,18 +322,7 @@ def _table(path: Path, problems: ProblemLog, required: Sequence[str]) -> Iterato
 def _rows(path: Path, reader: Any, columns: list[str], problems: ProblemLog) -> Iterator[_Row]:
     """Rows of a `csv.reader` past its header, with the line each starts on (quoted fields may span lines)."""
     width = max(i for i, name in enumerate(columns) if name) + 1  # trailing blank header names are not columns
-    line = reader.line_num + 1  # where the next row starts
-    while True:
-        try:
-            row = next(reader, None)
-        except (csv.Error, UnicodeDecodeError) as e:
-            problems.report(path, line, "csv", f"stopped reading: {e}")
-            return
-        if row is None:
-            return
-        row_line, line = line, reader.line_num + 1
-        if not row or not any(field.strip() for field in row):
-            continue  # a blank line
+    for row_line, row in numbered_rows(path, reader, problems):
         if len(row) < width or any(field.strip() for field in row[width:]):
             problems.report(path, row_line, "column count", f"{len(row)} fields, the header has {width}; skipped")
             continue
