@@ -9,12 +9,12 @@ from .clip import ClipLoss, soft_cross_entropy
 from .gloria import GloriaLoss
 from .kad import EntityDecoder, EntityDecoderConfig, EntityLoss, EntityOutput
 from .medclip import KnowledgeClipLoss, MedClipLoss, semantic_targets
-from .mgca import MgcaConfig, MgcaLoss, TokenAlignmentLoss
+from .mgca import TokenAlignmentLoss
 from .prototypes import KnowledgePrototypes, anchor_penalty, prototype_alignment
 from .sinkhorn import sinkhorn, swapped_prediction
 
 __all__ = [
     "ClipLoss", "EntityDecoder", "EntityDecoderConfig", "EntityLoss", "EntityOutput", "GloriaLoss",
-    "KnowledgeClipLoss", "KnowledgePrototypes", "MedClipLoss", "MgcaConfig", "MgcaLoss", "TokenAlignmentLoss",
+    "KnowledgeClipLoss", "KnowledgePrototypes", "MedClipLoss", "TokenAlignmentLoss",
     "anchor_penalty", "prototype_alignment", "semantic_targets", "sinkhorn", "soft_cross_entropy", "swapped_prediction",
 ]

@@ -11,7 +11,8 @@
   last layer's [CLS] attention, clipped at its 10th/90th percentiles, for words, ViT [CLS] attention or
   uniform (CNN) for patches; medkg passes knowledge weights for words (`alignment.targets.
   knowledge_word_weights`). None is uniform over real tokens.
-- CPA is `KnowledgePrototypes` without anchors (Sinkhorn balanced over the global batch under DDP).
+- CPA is `KnowledgePrototypes` without anchors (Sinkhorn balanced over the global batch under DDP);
+  `alignment.objective.Objective` composes the three from `configs/mgca.yaml`.
 MGCA sums the two directions of ITA and the two sides of CTA; here each term averages them, so MGCA's
 λ = 1 / 1 / 1 corresponds to weights 2 / 2 / 1 here.
 """
@@ -19,30 +20,12 @@ MGCA sums the two directions of ITA and the two sides of CTA; here each term ave
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .clip import ClipLoss, full_precision
-from .prototypes import KnowledgePrototypes
-
-
-@dataclass
-class MgcaConfig:
-    dim: int = 128                  # the shared embedding space (MGCA: 128)
-    temperature: float = 0.07       # ITA, fixed
-    local_temperature: float = 0.1  # CTA
-    num_prototypes: int = 500
-    epsilon: float = 0.05           # Sinkhorn entropy
-    sinkhorn_iterations: int = 3
-    proto_temperature: float = 0.2
-    ita_weight: float = 1.0
-    cta_weight: float = 1.0
-    cpa_weight: float = 1.0
-    local_loss: bool = False        # ITA under DDP, see ClipLoss
-    gather_with_grad: bool = True
+from .clip import full_precision
 
 
 class TokenAlignmentLoss(nn.Module):
@@ -81,26 +64,3 @@ class TokenAlignmentLoss(nn.Module):
             weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(torch.finfo(weights.dtype).tiny)
             per_token = (cross_entropy(similarity) + cross_entropy(similarity.transpose(1, 2))) / 2
             return (weights * per_token).sum(dim=1).mean()
-
-
-class MgcaLoss(nn.Module):
-    """The three MGCA terms. forward(image [B, D], text [B, D], patches [B, N, D], words [B, W, D],
-    word_mask [B, W] bool, patch_weights [B, N] | None, word_weights [B, W] | None), any norm
-    → {"ita", "cta", "cpa", "loss"} with loss = Σ weight · term. The prototypes live in `self.cpa`."""
-
-    def __init__(self, config: MgcaConfig | None = None) -> None:
-        super().__init__()
-        self.config = config = config or MgcaConfig()
-        self.ita = ClipLoss(config.local_loss, config.gather_with_grad)
-        self.register_buffer("log_scale", torch.tensor(math.log(1 / config.temperature)), persistent=False)
-        self.cta = TokenAlignmentLoss(config.local_temperature)
-        self.cpa = KnowledgePrototypes(config.num_prototypes, config.dim, epsilon=config.epsilon,
-                                       iterations=config.sinkhorn_iterations, temperature=config.proto_temperature)
-
-    def forward(self, image: Tensor, text: Tensor, patches: Tensor, words: Tensor, word_mask: Tensor,
-                patch_weights: Tensor | None = None, word_weights: Tensor | None = None) -> dict[str, Tensor]:
-        c = self.config
-        ita = self.ita(F.normalize(image, dim=-1), F.normalize(text, dim=-1), self.log_scale)
-        cta = self.cta(words, word_mask, patches, word_weights, patch_weights)["loss"]
-        cpa = self.cpa(image, text)["swap"]
-        return {"ita": ita, "cta": cta, "cpa": cpa, "loss": c.ita_weight * ita + c.cta_weight * cta + c.cpa_weight * cpa}
