@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from encoders.text import TextFeatures
@@ -108,11 +110,11 @@ class Objective(nn.Module):
             prototypes = self.prototypes(image.global_, text.global_)
             terms["prototype"], terms["prototype_anchor"] = prototypes["swap"], prototypes["anchor"]
         if self.entity is not None:
-            if c.entity_image:
-                terms["entity_image"] = self.entity(model.entities(regions, summary=image.pooled)[0], inputs.image_states)
-            if c.entity_text:
-                terms["entity_text"] = self.entity(model.entities(text.words, ~text.word_mask, text.pooled)[0],
-                                                   inputs.text_states)
+            sides = [(name, memory, padding, summary, states) for name, memory, padding, summary, states, weight in (
+                ("entity_image", regions, None, image.pooled, inputs.image_states, c.entity_image),
+                ("entity_text", text.words, ~text.word_mask, text.pooled, inputs.text_states, c.entity_text)) if weight]
+            for side, logits in zip(sides, _decode_together(model, sides)):
+                terms[side[0]] = self.entity(logits, side[4])
         terms["loss"] = self.total(terms)
         return terms
 
@@ -122,3 +124,21 @@ class Objective(nn.Module):
                   "prototype": c.prototype, "prototype_anchor": c.prototype * c.prototype_anchor,
                   "entity_image": c.entity_image, "entity_text": c.entity_text}
         return sum(weight[name] * value for name, value in terms.items())
+
+
+def _decode_together(model: AlignmentModel, sides: list[tuple]) -> list[Tensor]:
+    """Entity logits of each side (image regions, report words) from ONE decoder pass over both, their
+    memories padded to a common length: the same result as one pass per side, at about half the cost on a
+    CPU, where the small decoder's time goes to per-call overhead rather than arithmetic."""
+    if len(sides) == 1:
+        _, memory, padding, summary, _ = sides[0]
+        return [model.entities(memory, padding, summary)[0]]
+    length = max(memory.shape[1] for _, memory, *_ in sides)
+    memories, paddings = [], []
+    for _, memory, padding, _, _ in sides:
+        extra = length - memory.shape[1]
+        mask = padding if padding is not None else memory.new_zeros(memory.shape[:2], dtype=torch.bool)
+        memories.append(F.pad(memory, (0, 0, 0, extra)))
+        paddings.append(F.pad(mask, (0, extra), value=True))
+    logits = model.entities(torch.cat(memories), torch.cat(paddings), torch.cat([s[3] for s in sides]))[0]
+    return list(logits.split([memory.shape[0] for _, memory, *_ in sides]))

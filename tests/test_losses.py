@@ -320,3 +320,22 @@ def test_entity_loss_ignores_unknown():
     weighted = EntityLoss(weights)(logits, states)
     assert weighted.item() == pytest.approx(F.cross_entropy(logits[known], states[known], weight=weights).item(), abs=1e-6)
     assert EntityLoss()(logits, torch.full((2, 3), N)).item() == 0.0
+
+
+def test_one_decoder_pass_over_both_sides_equals_one_pass_each():
+    from types import SimpleNamespace
+
+    from alignment.objective import _decode_together
+
+    torch.manual_seed(0)
+    decoder = EntityDecoder(EntityDecoderConfig(dim=16, layers=2, heads=2, ffn=32), query_dim=12, memory_dim=16).eval()
+    queries = torch.randn(5, 12)
+    model = SimpleNamespace(entities=lambda memory, padding=None, summary=None: decoder(queries, memory, padding, summary))
+    regions, words = torch.randn(3, 4, 16), torch.randn(3, 7, 16)
+    word_padding = torch.zeros(3, 7, dtype=torch.bool)
+    word_padding[0, 5:] = True
+    sides = [("entity_image", regions, None, torch.randn(3, 16), None),
+             ("entity_text", words, word_padding, torch.randn(3, 16), None)]
+    together = _decode_together(model, sides)
+    for (_, memory, padding, summary, _), logits in zip(sides, together):
+        assert torch.allclose(logits, model.entities(memory, padding, summary)[0], atol=1e-5)
