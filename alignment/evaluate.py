@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 from PIL import Image
 from torch import Tensor
@@ -116,8 +115,8 @@ def encode_images(model: AlignmentModel, pixels: Tensor, transform: ImageTransfo
                   batch_size: int = 64, progress: bool = False) -> Encoded:
     """Encode the uint8 images `pixels[rows]` once, scoring every image on its own (see the module docstring).
 
-    The same computation as `AlignmentModel.encode_image` (one view per image), keeping the encoder's pooled
-    features beside the projected ones. `map_rows`: images whose attention maps (decoder) or region features
+    `AlignmentModel.encode_image` per batch, keeping the encoder's own global vectors (`backbone`) beside the
+    projected ones. `map_rows`: images whose attention maps (decoder) or region features
     (models without a decoder) are kept, for localisation."""
     model.eval()
     map_rows = map_rows or set()
@@ -132,18 +131,15 @@ def encode_images(model: AlignmentModel, pixels: Tensor, transform: ImageTransfo
                       mininterval=0.5):
         batch = rows[start:start + batch_size]
         images = transform(pixels[batch].to(model.device).float() / 255, train=False)
-        features = model.image_encoder(images)
-        pooled = model.image_global(features.global_)
-        global_ = F.normalize(pooled, dim=-1)
-        local = model.image_local(features.local)
-        grid = features.grid
+        encoded = model.encode_image(images)
+        global_, local, grid = encoded.global_, encoded.local, encoded.grid
         pair = torch.stack([global_ @ positive.T, global_ @ negative.T], dim=-1) * scale
         out["prompt"].append(pair.float().softmax(-1)[..., 0].cpu())
         out["global_"].append(global_.float().cpu())
-        out["backbone"].append(features.global_.float().cpu())
+        out["backbone"].append(encoded.backbone.float().cpu())
         keep = [i for i, row in enumerate(batch) if row in map_rows]
         if model.decoder is not None:
-            logits, attention = model.entities(local, summary=pooled)
+            logits, attention = model.entities(local, summary=encoded.pooled)
             out["entity"].append(logits[:, entities].float().softmax(-1)[..., PRESENT].cpu())
             for i in keep:
                 maps[batch[i]] = attention[i, entities].float().cpu()

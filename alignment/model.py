@@ -38,6 +38,7 @@ FORMAT_VERSION = 2  # 2: the entity decoder computes each entity's classifier fr
 class ImageOutput:
     global_: Tensor                 # [B, E] unit vectors
     pooled: Tensor                  # [B, E] the same before normalisation (the entity decoder's summary)
+    backbone: Tensor                # [B, D] the image encoder's own global vector, unprojected (linear probes)
     local: Tensor                   # [B, N, E] projected region features (the kept ones after patch dropout)
     grid: tuple[int, int]           # (h, w) of the whole grid of regions
     attentions: Tensor | None       # ViT's last-layer attentions, for token weights (None after patch dropout)
@@ -89,17 +90,19 @@ class AlignmentModel(nn.Module):
         then holds each image's kept regions and `kept` their positions (view v's region p at v·h·w + p)."""
         views = pixels.shape[1] if pixels.dim() == 5 else 0
         features = self.image_encoder(pixels.flatten(0, 1) if views else pixels, keep)
-        pooled = self.image_global(features.global_)
+        backbone = features.global_
+        pooled = self.image_global(backbone)
         local = self.image_local(features.local)
         kept = features.kept
         if views:
+            backbone = backbone.unflatten(0, (-1, views)).mean(1)
             pooled = pooled.unflatten(0, (-1, views)).mean(1)
             local = local.unflatten(0, (-1, views)).flatten(1, 2)
             if kept is not None:
                 regions = features.grid[0] * features.grid[1]
                 offsets = torch.arange(views, device=kept.device)[:, None] * regions
                 kept = (kept.unflatten(0, (-1, views)) + offsets).flatten(1, 2)
-        return ImageOutput(F.normalize(pooled, dim=-1), pooled, local, features.grid, features.attentions, kept)
+        return ImageOutput(F.normalize(pooled, dim=-1), pooled, backbone, local, features.grid, features.attentions, kept)
 
     def encode_text(self, texts: list[str] | TextFeatures) -> TextOutput:
         """Texts, or their features from the text encoder already (a frozen encoder's cache)."""
