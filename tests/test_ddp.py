@@ -3,20 +3,15 @@ the whole batch: losses, DDP-averaged gradients, Sinkhorn assignments."""
 
 from __future__ import annotations
 
-import datetime
-import os
-import socket
-import time
-
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
 from alignment.distributed import gather_features, world
 from alignment.losses import ClipLoss, EntityLoss, KnowledgePrototypes, MedClipLoss, sinkhorn
 from alignment.states import UNKNOWN
+from tests.processes import join_gloo, run_processes
 
 WORLD, BATCH, TIMEOUT_S = 2, 8, 60
 # Loss kinds whose value is the same on every process (the whole global-batch loss), the others report
@@ -105,8 +100,7 @@ def sum_over_processes(x: torch.Tensor) -> torch.Tensor:
 
 def worker(rank: int, port: int, want: dict[str, object]) -> None:
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=TIMEOUT_S // 2))
+    join_gloo(rank, port, WORLD, TIMEOUT_S)
     try:
         assert world() == (rank, WORLD)
         check(rank, want)
@@ -114,21 +108,6 @@ def worker(rank: int, port: int, want: dict[str, object]) -> None:
         dist.destroy_process_group()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_train_the_one_process_objective():
     want = expected()
-    context = mp.start_processes(worker, args=(free_port(), want), nprocs=WORLD, join=False, start_method="spawn")
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        while not context.join(timeout=1):  # raises, with the child's traceback, when a process fails
-            assert time.monotonic() < deadline, f"the {WORLD} processes did not finish within {TIMEOUT_S} s"
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.kill()
-                process.join()
+    run_processes(worker, (want,), WORLD, TIMEOUT_S)

@@ -6,16 +6,11 @@ batch; a BatchNorm CNN is checked for its running statistics only)."""
 
 from __future__ import annotations
 
-import datetime
-import os
-import socket
-import time
 from dataclasses import replace
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from alignment.config import LossConfig, ModelConfig, TextConfig
@@ -26,6 +21,7 @@ from alignment.objective import Inputs, Objective
 from alignment.states import UNKNOWN
 from encoders.image import ImageEncoder, ImageEncoderConfig
 from encoders.text import TextEncoder
+from tests.processes import join_gloo, run_processes
 
 BATCH, ENTITIES, WORLD, TIMEOUT_S = 8, 5, 2, 120
 TEXTS = ["FINDINGS: Small left pleural effusion. No pneumothorax.", "Heart size is enlarged.",
@@ -150,8 +146,7 @@ def test_batch_norm_running_statistics_move_once_per_chunk():
 
 def worker(rank: int, port: int, want: dict[str, torch.Tensor]) -> None:
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=TIMEOUT_S // 2))
+    join_gloo(rank, port, WORLD, TIMEOUT_S)
     try:
         module = objective(text_features=True, losses=DDP_LOSSES).eval()
         DistributedDataParallel(module)  # as training wraps it: the reducer must stay out of the cached step
@@ -164,22 +159,7 @@ def worker(rank: int, port: int, want: dict[str, torch.Tensor]) -> None:
         dist.destroy_process_group()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_with_grad_cache_get_the_one_process_gradient():
     module = objective(text_features=True, losses=DDP_LOSSES).eval()
     _, want = plain_step(module, inputs(module))
-    context = mp.start_processes(worker, args=(free_port(), want), nprocs=WORLD, join=False, start_method="spawn")
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        while not context.join(timeout=1):
-            assert time.monotonic() < deadline, f"the {WORLD} processes did not finish within {TIMEOUT_S} s"
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.kill()
-                process.join()
+    run_processes(worker, (want,), WORLD, TIMEOUT_S)
