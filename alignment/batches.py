@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from kg.errors import InputError
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -28,7 +30,7 @@ def generator(seed: int, epoch: int, stream: int) -> torch.Generator:
 
 def batches_per_epoch(items: int, batch_size: int) -> int:
     if items < batch_size:
-        raise ValueError(f"{items} training items cannot fill one batch of {batch_size}; lower train.batch_size")
+        raise InputError(f"{items} training items cannot fill one batch of {batch_size}; lower train.batch_size")
     return items // batch_size
 
 
@@ -39,7 +41,7 @@ def epoch_batches(num_images: int, num_reports: int, batch_size: int, seed: int,
     `pair(image_rows, epoch)` gives each image its report (paired corpora and pseudo-pairs); None draws
     reports independently of images, cycling through a fresh permutation of the reports."""
     if batch_size % world:
-        raise ValueError(f"train.batch_size {batch_size} is not divisible by the {world} processes")
+        raise InputError(f"train.batch_size {batch_size} is not divisible by the {world} processes")
     images = torch.randperm(num_images, generator=generator(seed, epoch, 0))
     if pair is None:
         needed = batches_per_epoch(num_images, batch_size) * batch_size

@@ -24,6 +24,7 @@ from embed.vectors import read_vectors
 from encoders.text import TextEncoder
 from encoders.transforms import ImageTransform
 from extract.model import Mention, Report
+from kg.errors import InputError
 from kg.problems import ProblemLog
 
 from .batches import Batch
@@ -118,7 +119,7 @@ def prepare_data(config: AlignConfig, data_dir: Path, cache_dir: Path, problems:
     manifest_reports = reports_input if d.images == "csv" and d.pairing == "paired" else None
     corpus = read_corpus(d.images, _path(data_dir, d.image_root), problems, reports=manifest_reports)
     if d.pairing == "paired" and not corpus.paired:
-        raise ValueError(f"data.pairing 'paired' needs a paired corpus; {d.images} at {d.image_root} has no image reports "
+        raise InputError(f"data.pairing 'paired' needs a paired corpus; {d.images} at {d.image_root} has no image reports "
                          "(use pseudo or independent with a separate report corpus)")
     assets = ensure_assets(data_dir, cache_dir, progress, kg_dir=_path(data_dir, d.kg) if d.kg else None,
                            mentions=_path(data_dir, d.mentions) if d.mentions else None, reports=reports_input,

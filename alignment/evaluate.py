@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from encoders.transforms import ImageTransform
 from kg.atomic import atomic_open
+from kg.errors import InputError, MissingInputError
 from kg.problems import ProblemLog
 
 from . import localization, probe, retrieval, zeroshot
@@ -69,7 +70,7 @@ EVAL_SPLITS = (*SPLITS, "all")
 def run_config(run: Path) -> AlignConfig:
     path = Path(run) / CONFIG_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{run} is not a training run (no {CONFIG_FILE})")
+        raise MissingInputError(f"{run} is not a training run (no {CONFIG_FILE})")
     values = yaml.safe_load(path.read_text())
     values.pop("medkg_version", None)
     return from_dict(AlignConfig, values)
@@ -173,14 +174,14 @@ def evaluate(run: Path, dataset: str, root: Path, out: Path, data_dir: Path, cac
     if dataset not in READERS:
         raise DatasetError(f"unknown dataset layout {dataset!r}; known layouts: {', '.join(READERS)}")
     if split is not None and split not in EVAL_SPLITS:
-        raise ValueError(f"split: one of {', '.join(EVAL_SPLITS)}, got {split!r}")
+        raise InputError(f"split: one of {', '.join(EVAL_SPLITS)}, got {split!r}")
     if resamples < 1:
-        raise ValueError(f"resamples must be >= 1, got {resamples}")
+        raise InputError(f"resamples must be >= 1, got {resamples}")
     device_ = _device(device)
     config = run_config(run)
     model_dir = run / MODEL_DIR
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"{run} holds no trained model: {model_dir} is missing (training writes it when it ends)")
+        raise MissingInputError(f"{run} holds no trained model: {model_dir} is missing (training writes it when it ends)")
     model = AlignmentModel.from_pretrained(model_dir, device=device_).eval()
     corpus = read_corpus(dataset, root, problems)
     if not corpus.images:
@@ -199,11 +200,11 @@ def evaluate(run: Path, dataset: str, root: Path, out: Path, data_dir: Path, cac
     sides = [side_of(image.patient, fractions, d.split_seed) for image in images]
     rows = [i for i, side in enumerate(sides) if split == "all" or side == split]
     if not rows:
-        raise ValueError(f"{dataset} at {root}: no images of {split} patients (split {list(d.split)}, seed {d.split_seed})")
+        raise InputError(f"{dataset} at {root}: no images of {split} patients (split {list(d.split)}, seed {d.split_seed})")
 
     found, missing = entity_rows(corpus.label_names, data.vocabulary, model.entity_names)
     if corpus.label_names and not found:
-        raise ValueError(f"the model in {model_dir} has no entity for any label of {dataset} ({', '.join(missing)}); "
+        raise InputError(f"the model in {model_dir} has no entity for any label of {dataset} ({', '.join(missing)}); "
                          f"its entities: {', '.join(model.entity_names)}")
     if missing:
         log.warning("no entity of the model stands for %s: left out of zero-shot and localisation", ", ".join(missing))
@@ -443,9 +444,9 @@ def _device(device: str | None) -> torch.device:
     if device in (None, ""):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise ValueError(f"device: cpu or cuda, got {device!r}")
+        raise InputError(f"device: cpu or cuda, got {device!r}")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device cuda: CUDA is not available on this machine")
+        raise InputError("device cuda: CUDA is not available on this machine")
     return torch.device(device)
 
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from extract.index import ConceptIndex
+from kg.errors import InputError, MedkgError
 from kg.lookup import SYNONYM, NameIndex
 from kg.normalize import name_key
 
@@ -48,7 +49,7 @@ WORD_TEMPERATURE = 0.1    # word-region softmax temperature for runs that did no
 CLOSEST = 5               # closest entities named when a name is unknown
 
 
-class UnknownEntityError(ValueError):
+class UnknownEntityError(MedkgError, ValueError):
     """An entity the model does not know; `closest` are the model's entity names nearest to it."""
 
     def __init__(self, text: str, closest: list[str], count: int) -> None:
@@ -267,7 +268,7 @@ def model_input(path: Path, size: int, resize: str = "stretch") -> tuple[torch.T
     shorter side and centre-crops the longer (`encoders.transforms.resize_to`): the aspect ratio is kept, the
     cropped-off margins of a non-square file are outside every map."""
     if resize not in RESIZES:
-        raise ValueError(f"resize: one of {', '.join(RESIZES)}, got {resize!r}")
+        raise InputError(f"resize: one of {', '.join(RESIZES)}, got {resize!r}")
     pixels = read_image(Path(path))
     _, height, width = pixels.shape
     if resize == "crop":
@@ -283,12 +284,12 @@ class Explainer:
     def __init__(self, model: AlignmentModel, transform: torch.nn.Module, temperature: float = WORD_TEMPERATURE,
                  resize: str = "stretch") -> None:
         if model.decoder is None:
-            raise ValueError("this model has no entity decoder (trained without entity losses, e.g. config clip); "
+            raise InputError("this model has no entity decoder (trained without entity losses, e.g. config clip); "
                              "entity explanations need a run of a config with one (kad, medkg)")
         if temperature <= 0:
-            raise ValueError(f"the word temperature must be positive, got {temperature}")
+            raise InputError(f"the word temperature must be positive, got {temperature}")
         if resize not in RESIZES:
-            raise ValueError(f"resize: one of {', '.join(RESIZES)}, got {resize!r}")
+            raise InputError(f"resize: one of {', '.join(RESIZES)}, got {resize!r}")
         self.model, self.transform, self.temperature, self.resize = model.eval(), transform, temperature, resize
         self.size = int(transform.config.image_size)
         self._text: tuple[str, TextOutput] | None = None

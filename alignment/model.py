@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from encoders.image import ImageEncoder
 from encoders.text import TextEncoder, TextFeatures, quiet_loading
 from kg.atomic import sibling_directory
+from kg.errors import DamagedFileError, InputError, MissingInputError
 
 from .config import ModelConfig
 from .losses.kad import EntityDecoder
@@ -146,10 +147,10 @@ class AlignmentModel(nn.Module):
         directory = Path(directory)
         path = directory / CONFIG_NAME
         if not path.exists():
-            raise FileNotFoundError(f"{directory} holds no trained alignment model (no {CONFIG_NAME})")
+            raise MissingInputError(f"{directory} holds no trained alignment model (no {CONFIG_NAME})")
         saved = json.loads(path.read_text())
         if saved.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path} was written by another medkg version (format {saved.get('format')}, "
+            raise InputError(f"{path} was written by another medkg version (format {saved.get('format')}, "
                              f"this version reads {FORMAT_VERSION})")
         config = from_dict(ModelConfig, saved["config"])
         image = ImageEncoder.from_pretrained(directory / "image", device="cpu")
@@ -160,7 +161,7 @@ class AlignmentModel(nn.Module):
         missing, unexpected = model.load_state_dict(heads, strict=False)
         missing = [k for k in missing if not k.startswith(("image_encoder.", "text_encoder."))]
         if missing or unexpected:
-            raise ValueError(f"{directory / HEADS_NAME} does not fit the model: missing {missing}, unexpected {unexpected}")
+            raise DamagedFileError(f"{directory / HEADS_NAME} does not fit the model: missing {missing}, unexpected {unexpected}")
         return model.to(device or "cpu")
 
     def temperature(self) -> float:

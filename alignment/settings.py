@@ -14,10 +14,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from kg.errors import MedkgError, MissingInputError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(MedkgError, ValueError):
     """A config file or override that does not fit the schema; the message names the key."""
 
 
@@ -58,7 +60,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
-        raise FileNotFoundError(f"config file not found: {path}") from None
+        raise MissingInputError(f"config file not found: {path}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(values, dict):

@@ -31,6 +31,7 @@ from encoders.image import ImageEncoder
 from encoders.text import TextEncoder
 from encoders.transforms import ImageTransform
 from kg.atomic import atomic_open
+from kg.errors import DamagedFileError, InputError
 from kg.problems import ProblemLog
 
 from . import runtime, zeroshot
@@ -40,7 +41,7 @@ from .dataset import TrainingData, prepare_data
 from .grad_cache import grad_cache_step
 from .metrics import MetricsLog, read_metrics
 from .model import AlignmentModel
-from .objective import Inputs, Objective
+from .objective import Objective
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
@@ -99,7 +100,7 @@ def _train(config: AlignConfig, out: Path, data_dir: Path, cache_dir: Path, prog
     trained: nn.Module = DistributedDataParallel(objective, find_unused_parameters=True) if rt.world > 1 else objective
     steps_per_epoch = batches_per_epoch(len(data.train_images), t.batch_size) // t.accumulate
     if steps_per_epoch < 1:
-        raise ValueError(f"train.accumulate {t.accumulate} exceeds the {batches_per_epoch(len(data.train_images), t.batch_size)} "
+        raise InputError(f"train.accumulate {t.accumulate} exceeds the {batches_per_epoch(len(data.train_images), t.batch_size)} "
                          "batches of an epoch")
     optimizer = torch.optim.AdamW(parameter_groups(objective, t.lr, t.text_lr, t.weight_decay))
     total = steps_per_epoch * t.epochs
@@ -235,7 +236,7 @@ def _resume(out: Path, config: AlignConfig, digest: str, rt: runtime.Runtime, ob
     try:
         state = load_checkpoint(out / CHECKPOINT, rt.device)
     except Exception as error:  # a truncated or foreign file: say so, never a stack trace
-        raise ValueError(f"{out / CHECKPOINT} is damaged ({type(error).__name__}); delete it to start over, "
+        raise DamagedFileError(f"{out / CHECKPOINT} is damaged ({type(error).__name__}); delete it to start over, "
                          "or use a new run directory") from None
     saved = {k: v for k, v in state["config"].items() if k != "medkg_version"}
     check_same_run(out, _flat(saved), _flat(config.as_dict()), RESUMABLE, state["digest"], digest)

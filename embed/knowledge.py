@@ -25,6 +25,7 @@ from tqdm import tqdm
 from encoders.device import resolve_device
 from encoders.text import TextEncoder
 from kg.atomic import atomic_open
+from kg.errors import InputError
 from kg.relations import RELATION_TYPES
 from kg.tables import GraphTables
 
@@ -79,7 +80,7 @@ def train_knowledge_encoder(tables: GraphTables, run_dir: Path | str, config: Kn
                                           max_length=config.max_length)
     pairs = knowledge_pairs(tables, encoder.tokenizer.sep_token, config.relations, config.max_pairs_per_concept)
     if not len(pairs):
-        raise ValueError("the graph gives no training pairs: no synonyms, definitions or relations of the types asked")
+        raise InputError("the graph gives no training pairs: no synonyms, definitions or relations of the types asked")
     loss_fn = SoftInfoNCE(config.temperature, config.learn_temperature).to(encoder.device)
     optimizer = torch.optim.AdamW([
         {"params": list(encoder.parameters()), "weight_decay": config.weight_decay},

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from encoders.text import TextEncoder
 from graphdb.uri import medkg_home
+from kg.errors import InputError, MissingInputError
 from kg.problems import ProblemLog
 from kg.tables import GraphTables
 
@@ -38,7 +39,7 @@ def default_features_cache() -> Path:
 def read_graph(kg: Path | None = None, graph: str | None = None, problems: ProblemLog | None = None) -> GraphTables:
     """The graph of RRF directory `kg` or of database `graph` (exactly one of them) as Arrow tables."""
     if (kg is None) == (graph is None):
-        raise ValueError("give the graph as --kg DIR (RRF) or --graph URI (a graph database), exactly one")
+        raise InputError("give the graph as --kg DIR (RRF) or --graph URI (a graph database), exactly one")
     return read_source(kg if kg is not None else graph, problems if problems is not None else ProblemLog())
 
 
@@ -66,14 +67,14 @@ def prepare_run(out: Path, config: KGEConfig, kg: Path | None = None, graph: str
         tables = read_graph(kg, graph, problems)
         triples = Triples.from_tables(tables)
         if not len(triples):
-            raise ValueError("the graph has no relations to train on")
+            raise InputError("the graph has no relations to train on")
         split = split_triples(triples, valid, test, config.seed)
         features = (text_features(tables, triples.entity_names, text_encoder, config.device, progress, cache_dir)
                     if config.text_features else None)
         save_run_data(out, split, features)
     split, features = load_run_data(out)
     if config.text_features != (features is not None):
-        raise ValueError(f"{out} was trained {'without' if features is None else 'with'} text features; "
+        raise InputError(f"{out} was trained {'without' if features is None else 'with'} text features; "
                          "pass the same --no-text-features setting, or use a new run directory")
     return split, features
 
@@ -100,7 +101,7 @@ def load_run(run: Path, device: str = "") -> tuple[LinkPredictor, Split]:
     """The trained model of a run directory and the split it was trained on."""
     run = Path(run)
     if not (run / CHECKPOINT).exists():
-        raise FileNotFoundError(f"{run} holds no trained model (no checkpoint.pt); train one with `medkg embed train`")
+        raise MissingInputError(f"{run} holds no trained model (no checkpoint.pt); train one with `medkg embed train`")
     split, features = load_run_data(run)
     return load_model(run, split.train, device, features), split
 

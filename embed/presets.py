@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kg.errors import InputError
+
 from .models import ENCODERS, HEADS, KGEConfig
 
 SAMPLED: dict[str, Any] = {"batch_size": 1024, "negatives": 1024, "shared_negatives": True}
@@ -26,7 +28,7 @@ MODEL_NAMES = (*HEADS, *(f"{encoder}-{head}" for encoder in ENCODERS for head in
 def preset(model: str, **overrides: Any) -> KGEConfig:
     """The starting configuration of `model` (a name in MODEL_NAMES) with `overrides` applied."""
     if model not in MODEL_NAMES:
-        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODEL_NAMES)}")
+        raise InputError(f"unknown model {model!r}; choose from {', '.join(MODEL_NAMES)}")
     head = model.rpartition("-")[2]
     values = {**SHALLOW[head], **(ENCODED if "-" in model else {}), "model": model}
     return KGEConfig(**{**values, **{k: v for k, v in overrides.items() if v is not None}})

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from graphdb.uri import open_store
 from kg.atomic import atomic_open
+from kg.errors import MissingInputError
 from kg.problems import ProblemLog
 from kg.tables import GraphTables, read_tables
 
@@ -51,7 +52,7 @@ def save_run_data(run_dir: Path, split: Split, features: Tensor | None) -> None:
 
 def load_run_data(run_dir: Path) -> tuple[Split, Tensor | None]:
     if not has_run_data(run_dir):
-        raise FileNotFoundError(f"{run_dir} is not a training run (no {SPLIT}); train one with `medkg embed train`")
+        raise MissingInputError(f"{run_dir} is not a training run (no {SPLIT}); train one with `medkg embed train`")
     vocab = json.loads((run_dir / VOCAB).read_text())
     parts = load_file(str(run_dir / SPLIT))
     entities, relations = vocab["entities"], vocab["relations"]

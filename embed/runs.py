@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from kg.atomic import atomic_open
+from kg.errors import InputError
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -56,7 +57,7 @@ def check_same_run(run_dir: Path, saved: dict[str, Any], config: dict[str, Any],
     changed = sorted(k for k, v in config.items() if k not in resumable and saved.get(k) != v)
     if changed or saved_digest != digest:
         what = f"config differs in {', '.join(changed)}" if changed else "training data differ"
-        raise ValueError(f"{run_dir} holds another run ({what}); use a new run directory")
+        raise InputError(f"{run_dir} holds another run ({what}); use a new run directory")
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from safetensors.torch import load, save
 from torch import Tensor
 
 from kg.atomic import atomic_open
+from kg.errors import DamagedFileError, MissingInputError
 
 VECTORS = "concept_vectors.safetensors"
 IDS = "concept_ids.json"
@@ -106,30 +107,30 @@ def read_vectors(directory_or_file: Path) -> ConceptVectors:
     vectors_path, ids_path = vector_paths(directory_or_file)
     for path in (vectors_path, ids_path):
         if not path.is_file():
-            raise FileNotFoundError(f"concept vectors file is missing: {path} (write it with `medkg embed export`)")
+            raise MissingInputError(f"concept vectors file is missing: {path} (write it with `medkg embed export`)")
     try:
         data = vectors_path.read_bytes()
         tensors = load(data)
         metadata = _safetensors_metadata(data)
     except (SafetensorError, ValueError, OSError) as error:
-        raise ValueError(f"{vectors_path}: not a readable safetensors file ({error})") from None
+        raise DamagedFileError(f"{vectors_path}: not a readable safetensors file ({error})") from None
     if TENSOR not in tensors or tensors[TENSOR].dim() != 2:
-        raise ValueError(f"{vectors_path}: expected a 2-D tensor named {TENSOR!r}, found {sorted(tensors) or 'nothing'}")
+        raise DamagedFileError(f"{vectors_path}: expected a 2-D tensor named {TENSOR!r}, found {sorted(tensors) or 'nothing'}")
     try:
         ids = json.loads(ids_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{ids_path}: not a JSON list of concept ids ({error})") from None
+        raise DamagedFileError(f"{ids_path}: not a JSON list of concept ids ({error})") from None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise ValueError(f"{ids_path}: not a JSON list of concept ids")
+        raise DamagedFileError(f"{ids_path}: not a JSON list of concept ids")
     vectors = tensors[TENSOR]
     if len(ids) != vectors.shape[0]:
-        raise ValueError(f"{ids_path} lists {len(ids):,} concept ids but {vectors_path} has {vectors.shape[0]:,} rows: "
+        raise DamagedFileError(f"{ids_path} lists {len(ids):,} concept ids but {vectors_path} has {vectors.shape[0]:,} rows: "
                          "the two files are not from the same export")
     if "ids_digest" in metadata and metadata["ids_digest"] != ids_digest(ids):
-        raise ValueError(f"{ids_path} does not list the concepts {vectors_path} was written for: "
+        raise DamagedFileError(f"{ids_path} does not list the concepts {vectors_path} was written for: "
                          "the two files are not from the same export")
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{ids_path}: concept ids repeat")
+        raise DamagedFileError(f"{ids_path}: concept ids repeat")
     return ConceptVectors(ids, vectors, metadata)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from kg.atomic import atomic_open
+from kg.errors import MissingInputError
 from kg.problems import ProblemLog
 
 from .model import ASSERTIONS, Mention, Report, Section
@@ -72,7 +73,7 @@ def read_reports(path: Path, problems: ProblemLog) -> Iterator[tuple[Report, lis
     (`text=True`), else an empty text. Lines that are not a valid record, and repeated ids, are reported and skipped."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"mentions file is missing: {path}")
+        raise MissingInputError(f"mentions file is missing: {path}")
     seen: set[str] = set()
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):

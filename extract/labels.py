@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-
+from kg.errors import InputError
 from kg.problems import ProblemLog
 from kg.tables import is_a_edges, reachable, read_tables
 
@@ -62,7 +62,7 @@ def load_label_set(name_or_path: str, index: ConceptIndex, rrf_dir: Path) -> Lab
     elif name_or_path in label_set_names():
         spec = json.loads(files("extract").joinpath(f"data/label_sets/{name_or_path}.json").read_text(encoding="utf-8"))
     else:
-        raise ValueError(f"unknown label set {name_or_path!r}: choose from {', '.join(label_set_names())} or give a .json file")
+        raise InputError(f"unknown label set {name_or_path!r}: choose from {', '.join(label_set_names())} or give a .json file")
     children = is_a_children(rrf_dir)
     rules = []
     for label, entry in spec["labels"].items():

@@ -42,6 +42,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from kg.errors import MedkgError, MissingInputError
+
 NEGATED = "negated"
 UNCERTAIN = "uncertain"
 PSEUDO = "pseudo"
@@ -101,7 +103,7 @@ _DIRECTION_NAMES = {
 }
 
 
-class LexiconError(ValueError):
+class LexiconError(MedkgError, ValueError):
     """A lexicon file that cannot be read as its format says."""
 
 
@@ -132,7 +134,7 @@ def tokenize(text: str) -> list[str]:
 
 def _require(path: Path) -> Path:
     if not path.is_file():
-        raise FileNotFoundError(f"lexicon file not found: {path}")
+        raise MissingInputError(f"lexicon file not found: {path}")
     return path
 
 

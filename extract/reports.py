@@ -29,6 +29,7 @@ from pathlib import Path
 from extract.model import Report, Section
 from extract.sections import SectionSplitter, default_splitter
 from kg.csv_rows import numbered_rows
+from kg.errors import InputError, MissingInputError
 from kg.problems import ProblemLog
 from kg.sources import iu_xray
 
@@ -52,7 +53,7 @@ def iter_reports(path: Path, problems: ProblemLog, splitter: SectionSplitter | N
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"reports not found: {path}")
+        raise MissingInputError(f"reports not found: {path}")
     if path.is_file():
         name = path.name.lower()
         if name.endswith(ARCHIVE_SUFFIXES):
@@ -64,7 +65,7 @@ def iter_reports(path: Path, problems: ProblemLog, splitter: SectionSplitter | N
             return _iu_reports(path, problems)
         if next(path.rglob("*.txt"), None) is not None:
             return _txt_reports(path, problems, splitter or default_splitter())
-    raise ValueError(f"unrecognised reports input: {path}; expected {LAYOUTS}")
+    raise InputError(f"unrecognised reports input: {path}; expected {LAYOUTS}")
 
 
 def iu_report(report: iu_xray.IUReport) -> Report:
@@ -97,10 +98,10 @@ def _csv_reports(path: Path, problems: ProblemLog, splitter: SectionSplitter) ->
         try:
             header = next(reader, None)
         except (csv.Error, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: unreadable CSV header ({e}); expected {LAYOUTS}") from e
+            raise InputError(f"{path}: unreadable CSV header ({e}); expected {LAYOUTS}") from e
         columns = [column.strip().lower() for column in header or []]
         if "id" not in columns or "text" not in columns:
-            raise ValueError(f"{path}: CSV header {header!r} lacks an 'id' and a 'text' column; expected {LAYOUTS}")
+            raise InputError(f"{path}: CSV header {header!r} lacks an 'id' and a 'text' column; expected {LAYOUTS}")
         id_at, text_at = columns.index("id"), columns.index("text")
         seen: set[str] = set()
         for row_line, row in numbered_rows(path, reader, problems):

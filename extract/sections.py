@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from extract.model import Section
+from kg.errors import MissingInputError
 from kg.paths import default_data_dir
 
 __all__ = ["CANONICAL", "SectionSplitter", "canonical_name", "default_lexicon_dir", "default_splitter", "split_sections"]
@@ -136,7 +137,7 @@ class SectionSplitter:
         negbio, medspacy = lexicon_dir / NEGBIO_TITLES, lexicon_dir / MEDSPACY_SECTIONS
         for path in (negbio, medspacy):
             if not path.is_file():
-                raise FileNotFoundError(f"section title lexicon is missing: {path} (set MEDKG_DATA_DIR or pass lexicon_dir)")
+                raise MissingInputError(f"section title lexicon is missing: {path} (set MEDKG_DATA_DIR or pass lexicon_dir)")
         titles = negbio.read_text(encoding="utf-8").splitlines()
         rules = json.loads(medspacy.read_text(encoding="utf-8")).get("section_rules", [])
         titles += [literal for rule in rules if (literal := rule.get("literal", "")).strip().endswith(":")]

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from kg.atomic import atomic_open
+from kg.errors import MissingInputError
 from kg.lookup import NameIndex
 
 from .readonly import ReadOnlyError
@@ -64,7 +65,7 @@ class EmbeddedStore(GraphStore):
         self.uri = f"embedded://{self.location}"
         self.read_only = read_only
         if read_only and not self.location.exists():
-            raise FileNotFoundError(f"no graph database at {self.location}; load one first with `medkg kg load DIR`")
+            raise MissingInputError(f"no graph database at {self.location}; load one first with `medkg kg load DIR`")
         self.location.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = ladybug.Database(str(self.location), read_only=read_only)

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .readonly import ReadOnlyError
 from .schema import CONCEPT, CONCEPT_PROPERTIES, EMBEDDING_PROPERTY, MENTIONS, RELATIONSHIP_TYPES, REPORT
-from .store import GraphDBError, GraphStore, PathStep, TableLoad
+from .store import CredentialsError, GraphDBError, GraphStore, PathStep, TableLoad
 
 BATCH = 10_000
 
@@ -111,7 +111,7 @@ class Neo4jStore(GraphStore):
         address = urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], "", "", ""))
         user, password = os.environ.get("NEO4J_USER", "neo4j"), os.environ.get("NEO4J_PASSWORD")
         if password is None:
-            raise PermissionError(f"set NEO4J_PASSWORD (and NEO4J_USER, default 'neo4j') to connect to {address}")
+            raise CredentialsError(f"set NEO4J_PASSWORD (and NEO4J_USER, default 'neo4j') to connect to {address}")
         driver = neo4j.GraphDatabase.driver(address, auth=(user, password))
         return cls(driver, address + (f"/{database}" if database else ""), database, read_only)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from kg.errors import MedkgError
+
 # Strings, comments and `quoted names` can hold any word; blank them before looking for clauses.
 _LITERALS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`|//[^\n]*|/\*.*?\*/", re.S)
 _WRITES = re.compile(
@@ -17,7 +19,7 @@ _WRITES = re.compile(
 )
 
 
-class ReadOnlyError(PermissionError):
+class ReadOnlyError(MedkgError, PermissionError):
     pass
 
 

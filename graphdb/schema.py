@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kg.errors import InputError
 from kg.relations import RELATION_TYPES
 
 CONCEPT = "Concept"
@@ -38,5 +39,5 @@ def check_relationship_types(types: list[str] | None) -> list[str]:
     wanted = [t.upper() for t in types]
     unknown = [t for t in wanted if t not in RELATIONSHIP_TYPES]
     if unknown:
-        raise ValueError(f"unknown relationship type(s) {', '.join(unknown)}; choose from {', '.join(RELATIONSHIP_TYPES)}")
+        raise InputError(f"unknown relationship type(s) {', '.join(unknown)}; choose from {', '.join(RELATIONSHIP_TYPES)}")
     return wanted

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from kg.errors import InputError, MedkgError
 from kg.graph import KnowledgeGraph
 from kg.lookup import Hit, NameIndex
 from kg.tables import CONCEPT_SCHEMA, RELATION_SCHEMA, GraphTables
@@ -30,12 +31,16 @@ from .schema import (
 )
 
 
-class GraphDBError(RuntimeError):
+class GraphDBError(MedkgError, RuntimeError):
     """What the database said, without a traceback: a syntax error, a lock, a lost connection."""
 
 
-class ConceptNotFoundError(LookupError):
-    pass
+class CredentialsError(MedkgError, PermissionError):
+    """The database needs credentials that were not given."""
+
+
+class ConceptNotFoundError(MedkgError, LookupError):
+    """No concept has the id asked for."""
 
 
 _CUI_OR_CODE = re.compile(r"^(C\d{7}|[A-Z][A-Z0-9_]*:\S+)$")
@@ -289,7 +294,7 @@ class GraphStore(ABC):
     def similar(self, concept_id: str, limit: int = 10) -> list[Similar]:
         """Concepts ranked by the cosine of their stored embeddings to this one's."""
         if limit < 1:
-            raise ValueError("limit must be at least 1")
+            raise InputError("limit must be at least 1")
         table = self._table(self.embeddings_query, EMBEDDING_SCHEMA)
         if not table.num_rows:
             raise GraphDBError(f"{self.uri} holds no concept embeddings; store them with `medkg embed export RUN --graph URI`")
@@ -342,7 +347,7 @@ class GraphStore(ABC):
     def neighbors(self, concept_id: str, depth: int = 1, rel_types: list[str] | None = None, limit: int = 500) -> list[Neighbor]:
         """Concepts within `depth` hops, each at its shortest distance, breadth first."""
         if depth < 1:
-            raise ValueError(f"--depth must be at least 1, got {depth}")
+            raise InputError(f"--depth must be at least 1, got {depth}")
         self.require_concept(concept_id)
         pattern = "|".join(check_relationship_types(rel_types))
         seen = {concept_id}
@@ -373,7 +378,7 @@ class GraphStore(ABC):
     def path(self, a: str, b: str, max_depth: int = 6) -> list[PathStep]:
         """A shortest path between two concepts, ignoring direction; empty when none is that short."""
         if max_depth < 1:
-            raise ValueError(f"--max-depth must be at least 1, got {max_depth}")
+            raise InputError(f"--max-depth must be at least 1, got {max_depth}")
         self.require_concept(a)
         self.require_concept(b)
         if a == b:

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from platformdirs import user_data_dir
 
+from kg.errors import InputError
+
 from .store import GraphStore
 
 NEO4J_SCHEMES = ("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://", "neo4j+ssc://")
@@ -39,4 +41,4 @@ def open_store(uri: str | None = None, read_only: bool = True) -> GraphStore:
         from .neo4j_store import Neo4jStore
 
         return Neo4jStore.from_environment(scheme + uri.split("://", 1)[1], read_only=read_only)
-    raise ValueError(f"unknown graph URI {redacted(uri)!r}: use embedded://PATH or a Neo4j URI ({', '.join(NEO4J_SCHEMES)})")
+    raise InputError(f"unknown graph URI {redacted(uri)!r}: use embedded://PATH or a Neo4j URI ({', '.join(NEO4J_SCHEMES)})")

@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .derived import located_at_from_names
+from .errors import MissingInputError
 from .merge import MergeResult, merge
 from .model import SourceConcept, SourceRelation
 from .problems import ProblemLog
@@ -51,7 +52,7 @@ class BuildSummary:
 
 def _require(path: Path) -> Path:
     if not path.exists():
-        raise FileNotFoundError(f"open graph input is missing: {path}")
+        raise MissingInputError(f"open graph input is missing: {path}")
     return path
 
 

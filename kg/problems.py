@@ -10,10 +10,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import MedkgError
+
 log = logging.getLogger(__name__)
 
 
-class MalformedInputError(ValueError):
+class MalformedInputError(MedkgError, ValueError):
     """Raised in strict mode, or when nothing usable is left of an input."""
 
 

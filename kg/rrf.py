@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .atomic import replace_directory, sibling_directory
+from .errors import ExistingOutputError, MissingInputError
 from .problems import ProblemLog
 
 
@@ -121,7 +122,7 @@ def require_tables(directory: Path, tables: tuple[str, ...] = REQUIRED, what: st
     """Fail before any work when a table is missing, naming every missing file."""
     missing = [str(table_path(directory, t)) for t in tables if not table_path(directory, t).exists()]
     if missing:
-        raise FileNotFoundError(f"not {what}, missing: {', '.join(missing)}")
+        raise MissingInputError(f"not {what}, missing: {', '.join(missing)}")
 
 
 def read_table(
@@ -166,7 +167,7 @@ class RRFWriter:
     def __init__(self, out_dir: Path):
         self.out_dir = Path(out_dir)
         if self.out_dir.is_file() or (self.out_dir.is_dir() and any(self.out_dir.iterdir()) and not (self.out_dir / MANIFEST).exists()):
-            raise FileExistsError(f"{self.out_dir} exists and is not a medkg build (no {MANIFEST}); "
+            raise ExistingOutputError(f"{self.out_dir} exists and is not a medkg build (no {MANIFEST}); "
                                   "write to a new or empty directory, a build replaces its output whole")
         self._tmp = sibling_directory(self.out_dir)
         self._handles = {name: open(table_path(self._tmp, name), "w", encoding="utf-8", newline="\n") for name in TABLES}

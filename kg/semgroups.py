@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import InputError, MissingInputError
 from .paths import default_data_dir
 
 # Where the open data keeps the semantic groups (the same relative path `kg.open_graph` reads).
@@ -24,7 +25,7 @@ def semgroups_path(data_dir: Path | None = None) -> Path:
     """SemGroups.txt in `data_dir` (default: `kg.paths.default_data_dir()`); FileNotFoundError when it is missing."""
     path = Path(data_dir or default_data_dir()) / SEMGROUPS_FILE
     if not path.exists():
-        raise FileNotFoundError(f"semantic groups file is missing: {path} (set --data-dir or MEDKG_DATA_DIR)")
+        raise MissingInputError(f"semantic groups file is missing: {path} (set --data-dir or MEDKG_DATA_DIR)")
     return path
 
 
@@ -51,5 +52,5 @@ def resolve_groups(types: dict[str, SemanticType], groups: Iterable[str]) -> set
     unknown = [g for g in groups if g.lower() not in known]
     if unknown:
         choices = ", ".join(sorted({t.group for t in types.values()}))
-        raise ValueError(f"unknown semantic group(s) {', '.join(sorted(unknown))}; choose from {choices}")
+        raise InputError(f"unknown semantic group(s) {', '.join(sorted(unknown))}; choose from {choices}")
     return {t.tui for t in types.values() if t.group.lower() in wanted or t.group_name.lower() in wanted}

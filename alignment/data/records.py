@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kg.errors import MedkgError
 
-class DatasetError(ValueError):
+
+class DatasetError(MedkgError, ValueError):
     """A dataset on disk that its reader cannot use at all: a missing file, a header without its columns, an unknown
     kind. The message names the path. (Single bad rows, images or reports are not errors: they go to the ProblemLog.)"""
 

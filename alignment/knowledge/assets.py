@@ -32,6 +32,7 @@ from extract.io import read_reports, write_mentions
 from extract.model import Mention, Report
 from extract.pipeline import ExtractionConfig, extract_reports
 from kg.atomic import atomic_open
+from kg.errors import MissingInputError
 from kg.open_graph import SOURCE_FILES, build_open_graph
 from kg.problems import ProblemLog
 from kg.rrf import MANIFEST, require_tables
@@ -105,7 +106,7 @@ def ensure_assets(
         else:
             mentions, built["mentions"] = Path(mentions), False
             if not mentions.is_file():
-                raise FileNotFoundError(f"mentions file is missing: {mentions}")
+                raise MissingInputError(f"mentions file is missing: {mentions}")
         seconds["mentions"] = time.perf_counter() - started
     for step in STEPS:
         log.info("%s: %s in %.1f s", step, "built" if built[step] else "up to date", seconds[step])
@@ -151,7 +152,7 @@ def _graph_stamp(data_dir: Path) -> dict[str, object]:
 def _ensure_mentions(corpus: Path, index: ConceptIndex, config: ExtractionConfig, cache_dir: Path, workers: int,
                      problems: ProblemLog, progress: bool) -> tuple[Path, bool]:
     if not corpus.exists():
-        raise FileNotFoundError(f"reports not found: {corpus}")
+        raise MissingInputError(f"reports not found: {corpus}")
     rules = files("extract").joinpath("data")
     key = {
         "version": MENTIONS_VERSION,
@@ -183,7 +184,7 @@ def _files(path: Path) -> list[Path]:
 def _tree_stat(path: Path) -> list[list[object]]:
     """[relative name, size, mtime] of a file, or of every file under a folder: cheap, for large inputs."""
     if not path.exists():
-        raise FileNotFoundError(f"open graph input is missing: {path}")
+        raise MissingInputError(f"open graph input is missing: {path}")
     return [[str(p.relative_to(path)) if p != path else p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in _files(path)]
 
 

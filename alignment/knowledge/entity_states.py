@@ -28,6 +28,7 @@ from extract.labels import ABSENT as LABEL_ABSENT
 from extract.labels import NOT_MENTIONED, label_report
 from extract.labels import PRESENT as LABEL_PRESENT
 from extract.labels import UNCERTAIN as LABEL_UNCERTAIN
+from kg.errors import InputError
 
 from .assets import ReportMentions, report_mentions
 from .vocabulary import EntityVocabulary
@@ -70,7 +71,7 @@ def image_states(images: Iterable[Any], vocab: EntityVocabulary) -> Tensor:
         is_normal = False
         for label, state in labels.items():
             if int(state) not in KNOWN or isinstance(state, bool):
-                raise ValueError(f"image {number}: label {label!r} has state {state!r}, not one of alignment.states")
+                raise InputError(f"image {number}: label {label!r} has state {state!r}, not one of alignment.states")
             key = _key(label)
             if key in column:
                 row[column[key]] = int(state)

@@ -35,6 +35,7 @@ from extract.index import ConceptIndex
 from extract.labels import LabelRule, LabelSet, label_set_names, load_label_set
 from extract.model import ASSERTIONS
 from kg.atomic import atomic_open
+from kg.errors import DamagedFileError, InputError
 from kg.normalize import name_key
 from kg.problems import ProblemLog
 from kg.tables import GraphTables, is_a_edges, reachable, read_tables
@@ -109,10 +110,10 @@ class EntityVocabulary:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
             if data.pop("version", None) != VERSION:
-                raise ValueError(f"not an entity vocabulary of version {VERSION}")
+                raise DamagedFileError(f"not an entity vocabulary of version {VERSION}")
             return cls(**data)
         except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
-            raise ValueError(f"{path}: not a readable entity vocabulary ({error})") from None
+            raise DamagedFileError(f"{path}: not a readable entity vocabulary ({error})") from None
 
 
 def build_vocabulary(label_set_name: str, kg_dir: Path, index: ConceptIndex, mentions: ReportMentions, extra: int = 16,
@@ -130,7 +131,7 @@ def build_vocabulary(label_set_name: str, kg_dir: Path, index: ConceptIndex, men
         entry = spec["labels"][rule.name]
         concept_id = next((c for n in entry.get("concepts", []) + entry.get("exact", []) if (c := index.resolve(n))), None)
         if concept_id is None or not rule.concept_ids:
-            raise ValueError(f"label {rule.name!r} of {label_set_name}: the graph of {kg_dir} has none of its concepts")
+            raise InputError(f"label {rule.name!r} of {label_set_name}: the graph of {kg_dir} has none of its concepts")
         ids.append(concept_id)
         names.append(rule.name.replace("_", " ").lower() if rule.context else _readable(index.concepts[concept_id].name))
         labels.append(rule.name)
@@ -166,7 +167,7 @@ def _label_spec(name_or_path: str) -> dict:
     if Path(name_or_path).suffix == ".json":
         return json.loads(Path(name_or_path).read_text(encoding="utf-8"))
     if name_or_path not in label_set_names():
-        raise ValueError(f"unknown label set {name_or_path!r}: choose from {', '.join(label_set_names())} or give a .json file")
+        raise InputError(f"unknown label set {name_or_path!r}: choose from {', '.join(label_set_names())} or give a .json file")
     return json.loads(files("extract").joinpath(f"data/label_sets/{name_or_path}.json").read_text(encoding="utf-8"))
 
 

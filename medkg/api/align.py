@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from graphdb.uri import medkg_home
+from kg.errors import MissingInputError
 from kg.paths import default_data_dir
 from kg.problems import ProblemLog
 
@@ -24,7 +25,7 @@ def config_path(name_or_path: str | Path) -> Path:
     shipped = CONFIG_DIR / f"{name_or_path}.yaml"
     if shipped.exists():
         return shipped
-    raise FileNotFoundError(f"no config file {name_or_path!r}; give a .yaml path or one of: {', '.join(shipped_configs())}")
+    raise MissingInputError(f"no config file {name_or_path!r}; give a .yaml path or one of: {', '.join(shipped_configs())}")
 
 
 def train(config: str | Path, out: Path, data_dir: Path | None = None, overrides: list[str] | None = None,
@@ -37,11 +38,11 @@ def train(config: str | Path, out: Path, data_dir: Path | None = None, overrides
 
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"data directory not found: {data_dir} (give --data-dir or set MEDKG_DATA_DIR; "
+        raise MissingInputError(f"data directory not found: {data_dir} (give --data-dir or set MEDKG_DATA_DIR; "
                                 "the README says where the public datasets come from)")
     settings = load_config(config_path(config), overrides)
     if resume and not (Path(out) / CHECKPOINT).exists():
-        raise FileNotFoundError(f"nothing to resume: {Path(out) / CHECKPOINT} does not exist")
+        raise MissingInputError(f"nothing to resume: {Path(out) / CHECKPOINT} does not exist")
     return train_run(settings, Path(out), data_dir, medkg_home() / "alignment", progress, problems, _version())
 
 

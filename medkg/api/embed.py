@@ -18,6 +18,7 @@ from embed.train import CONFIG
 from embed.vectors import IDS, VECTORS, write_vectors
 from encoders.text import TextEncoder
 from graphdb.uri import open_store
+from kg.errors import InputError
 from kg.problems import ProblemLog
 
 __all__ = ["IDS", "VECTORS", "ConceptMatch", "ExportSummary", "KnowledgeSummary", "TrainSummary", "evaluate", "export",
@@ -68,11 +69,11 @@ def train(
 def evaluate(run: Path, part: str = "test", batch_size: int = 256, device: str = "", progress: bool = True) -> dict[str, Any]:
     """Filtered MRR and Hits@1/3/10 on the run's held-out `part` (test or valid), overall and per relation."""
     if part not in ("test", "valid"):
-        raise ValueError(f"part must be 'test' or 'valid', not {part!r}")
+        raise InputError(f"part must be 'test' or 'valid', not {part!r}")
     model, split = load_run(run, device)
     triples = getattr(split, part)
     if not len(triples):
-        raise ValueError(f"{run} has no {part} triples to evaluate")
+        raise InputError(f"{run} has no {part} triples to evaluate")
     metrics = evaluate_model(model, triples, split.known, batch_size, per_relation=True, progress=progress)
     keys = ("mrr", "hits@1", "hits@3", "hits@10")
     return {**{k: round(metrics[k], 4) for k in keys}, "count": metrics["count"],

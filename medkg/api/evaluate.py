@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from graphdb.uri import medkg_home
+from kg.errors import MissingInputError
 from kg.paths import default_data_dir
 from kg.problems import ProblemLog
 
@@ -23,7 +24,7 @@ def evaluate(checkpoint: Path, dataset: str, root: Path, out: Path, *, data_dir:
 
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"data directory not found: {data_dir} (give --data-dir or set MEDKG_DATA_DIR)")
+        raise MissingInputError(f"data directory not found: {data_dir} (give --data-dir or set MEDKG_DATA_DIR)")
     return evaluate_run(Path(checkpoint), dataset, Path(root), Path(out), data_dir, medkg_home() / "alignment",
                         device=device, linear_probe=probe, split=split, resamples=resamples, seed=seed,
                         progress=progress, problems=problems)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from graphdb.uri import medkg_home
+from kg.errors import InputError, MissingInputError
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,12 @@ def run_paths(checkpoint: Path) -> tuple[Path, Path]:
     else:
         run, model = path, path / MODEL_DIR
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+        raise MissingInputError(f"checkpoint not found: {checkpoint}")
     if not (model / CONFIG_NAME).exists():
-        raise FileNotFoundError(f"{checkpoint} holds no trained model (no {MODEL_DIR}/{CONFIG_NAME}; a run writes it "
+        raise MissingInputError(f"{checkpoint} holds no trained model (no {MODEL_DIR}/{CONFIG_NAME}; a run writes it "
                                 "when its last epoch ends)")
     if not (run / CONFIG_FILE).exists():
-        raise FileNotFoundError(f"{run} has no {CONFIG_FILE}: the image transform of the run is needed")
+        raise MissingInputError(f"{run} has no {CONFIG_FILE}: the image transform of the run is needed")
     return run, model
 
 
@@ -73,9 +74,9 @@ def read_report(report: str | Path) -> str:
         if is_file:
             text = path.read_text(encoding="utf-8", errors="replace")
         elif " " not in text.strip() and path.suffix.lower() in REPORT_SUFFIXES:
-            raise FileNotFoundError(f"report file not found: {text} (give an existing file, or the report's text)")
+            raise MissingInputError(f"report file not found: {text} (give an existing file, or the report's text)")
     if not text.strip():
-        raise ValueError("the report is empty")
+        raise InputError("the report is empty")
     return text
 
 
@@ -148,23 +149,23 @@ def explain(images: Sequence[Path], checkpoint: Path, out: Path, entities: Seque
     from encoders.transforms import ImageTransform
 
     if entities and top is not None:
-        raise ValueError("give either entities or top, not both")
+        raise InputError("give either entities or top, not both")
     if top is not None and top < 1:
-        raise ValueError(f"top must be at least 1, got {top}")
+        raise InputError(f"top must be at least 1, got {top}")
     if not images:
-        raise ValueError("no images given")
+        raise InputError("no images given")
     if resize not in RESIZES:
-        raise ValueError(f"resize: one of {', '.join(RESIZES)}, got {resize!r}")
+        raise InputError(f"resize: one of {', '.join(RESIZES)}, got {resize!r}")
     paths = [Path(p) for p in images]
     for path in paths:
         if not path.is_file():
-            raise FileNotFoundError(f"image not found: {path}")
+            raise MissingInputError(f"image not found: {path}")
     text = read_report(report) if report is not None else None
     run, model_dir = run_paths(Path(checkpoint))
     config = run_config(run)
     saved = json.loads((model_dir / CONFIG_NAME).read_text())  # names and decoder known before the weights load
     if not (saved.get("config") or {}).get("decoder"):
-        raise ValueError(f"{checkpoint}: this model has no entity decoder (a run of config clip, gloria, mgca or "
+        raise InputError(f"{checkpoint}: this model has no entity decoder (a run of config clip, gloria, mgca or "
                          "medclip); explain needs one trained with the entity losses (configs kad, medkg)")
     chosen = resolve_entities(list(saved["entity_names"]), list(entities), run, config, data_dir) if entities else None
     target = resolve_device(device)

@@ -8,6 +8,7 @@ from typing import Any
 from graphdb.neo4j_admin import export_neo4j_admin
 from graphdb.store import LoadSummary, Neighbor, PathStep, Similar
 from graphdb.uri import open_store
+from kg.errors import InputError
 from kg.graph import KnowledgeGraph, read_graph
 from kg.lookup import Hit
 from kg.open_graph import BuildSummary, build_open_graph
@@ -29,10 +30,10 @@ def build_graph(
         return build_open_graph(data_dir, out, problems, progress)
     if source == "umls":
         if umls_dir is None:
-            raise ValueError("--umls-dir META is required with --source umls")
+            raise InputError("--umls-dir META is required with --source umls")
         types = read_semgroups(semgroups_path(data_dir))
         return subset_umls(umls_dir, out, flt or UMLSFilter(), types, problems, progress)
-    raise ValueError(f"unknown source {source!r}: use 'open' or 'umls'")
+    raise InputError(f"unknown source {source!r}: use 'open' or 'umls'")
 
 
 def read_kg(rrf_dir: Path, problems: ProblemLog | None = None, data_dir: Path | None = None) -> KnowledgeGraph:
@@ -79,5 +80,5 @@ def counts(graph: str | None = None) -> dict[str, int]:
 
 def export(rrf_dir: Path, out: Path, fmt: str = "neo4j-admin", data_dir: Path | None = None) -> dict[str, int]:
     if fmt != "neo4j-admin":
-        raise ValueError(f"unknown export format {fmt!r}: only 'neo4j-admin' is supported")
+        raise InputError(f"unknown export format {fmt!r}: only 'neo4j-admin' is supported")
     return export_neo4j_admin(read_kg(rrf_dir, data_dir=data_dir), out)

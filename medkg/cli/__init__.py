@@ -7,8 +7,7 @@ import logging
 import sys
 
 from graphdb.readonly import ReadOnlyError
-from graphdb.store import ConceptNotFoundError, GraphDBError
-from kg.problems import MalformedInputError
+from kg.errors import MedkgError
 
 from . import align, embed, evaluate, explain, extract, kg
 
@@ -37,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     except ReadOnlyError as error:
         print(f"medkg: {error}", file=sys.stderr)
         return 3
-    except (FileNotFoundError, FileExistsError, ConceptNotFoundError, ValueError, PermissionError, MalformedInputError, GraphDBError) as error:
+    except MedkgError as error:  # what the user can fix; any other exception is a bug and keeps its traceback
         print(f"medkg: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.filename is None:  # raised by code, not by the system about a path: a bug
+            raise
+        print(f"medkg: error: {error.strerror or error}: {error.filename}", file=sys.stderr)  # a path the user gave
         return 2
     return 0

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from kg.errors import InputError
 from kg.problems import ProblemLog
 
 graph_opt = argparse.ArgumentParser(add_help=False)
@@ -24,7 +25,7 @@ def params(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--param expects key=value, got {pair!r}")
+            raise InputError(f"--param expects key=value, got {pair!r}")
         try:
             result[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from kg.errors import InputError
+
 
 def cmd_explain(args: argparse.Namespace) -> None:
     from ..api import explain
 
     entities = [e.strip() for e in args.entities.split(",") if e.strip()] if args.entities is not None else None
     if entities is not None and not entities:
-        raise ValueError("--entities: give at least one entity name, synonym or concept id")
+        raise InputError("--entities: give at least one entity name, synonym or concept id")
     print(explain.explain(args.images, args.checkpoint, args.out, entities=entities, top=args.top, report=args.report,
                           device=args.device or None, temperature=args.word_temperature, data_dir=args.data_dir,
                           resize=args.resize))
