@@ -4,7 +4,7 @@ with the fields of `extract.model.Mention`.
 `medkg extract run` writes exactly that. A file written with `text=True` also keeps each report's text and
 sections (`"text"`, `"sections": [[name, start, end], ...]`), which is what rules reading the words around a
 mention need (label contexts, normal statements): `read_reports` gives those back as `Report` records.
-Bad lines are reported to the ProblemLog with file and line, and skipped.
+Bad lines are reported to the ProblemLog with file and line, and skipped; a UTF-8 BOM before the first is dropped.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def read_reports(path: Path, problems: ProblemLog) -> Iterator[tuple[Report, lis
             if not raw.strip():
                 continue
             try:
-                report, mentions = _parse(raw.decode("utf-8"))
+                report, mentions = _parse(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
             except UnicodeDecodeError as error:
                 problems.report(path, number, "encoding", f"not UTF-8 ({error.reason} at byte {error.start})")
                 continue

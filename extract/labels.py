@@ -58,7 +58,7 @@ def is_a_children(rrf_dir: Path) -> dict[str, list[str]]:
 def load_label_set(name_or_path: str, index: ConceptIndex, rrf_dir: Path) -> LabelSet:
     path = Path(name_or_path)
     if path.suffix == ".json":
-        spec = json.loads(path.read_text(encoding="utf-8"))
+        spec = json.loads(path.read_text(encoding="utf-8-sig"))
     elif name_or_path in label_set_names():
         spec = json.loads(files("extract").joinpath(f"data/label_sets/{name_or_path}.json").read_text(encoding="utf-8"))
     else:

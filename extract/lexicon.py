@@ -220,7 +220,7 @@ def expand_pattern(pattern: list[dict]) -> list[tuple[str, ...]] | None:
 def read_medspacy(path: Path) -> list[Trigger]:
     """Read medspaCy ConText rules (`{"context_rules": [{category, literal, pattern, direction}]}`)."""
     try:
-        data = json.loads(_require(path).read_text(encoding="utf-8"))
+        data = json.loads(_require(path).read_text(encoding="utf-8-sig"))
         items = data["context_rules"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise LexiconError(f"{path}: not a medspaCy context_rules file: {e}") from e
@@ -278,7 +278,7 @@ def read_supplement(path: Path = SUPPLEMENT) -> list[Trigger]:
     """Read medkg's TSV supplement: `phrase<TAB>category<TAB>direction<TAB>comment`, '#' comments, a header."""
     rules: list[Trigger] = []
     seen: dict[tuple[str, ...], int] = {}
-    text = _require(path).read_text(encoding="utf-8")
+    text = _require(path).read_text(encoding="utf-8-sig")
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue

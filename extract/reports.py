@@ -7,14 +7,15 @@
   `sections` hold the exact offsets of each body. Reports without any section are kept, with an
   empty text and no sections, so the archive gives all its 3,955 reports;
 - a `.csv` file whose header has `id` and `text` columns (any case, other columns ignored; quoted
-  multi-line texts allowed): source "csv";
+  multi-line texts of any length allowed): source "csv";
 - a folder of `.txt` reports (UTF-8, a BOM is dropped), searched recursively in sorted order (MIMIC-CXR:
   `files/p10/p10000032/s50414267.txt`): id = file stem, source "txt".
 A folder with XML files is read as IU X-ray even if it also holds `.txt` files.
 
 CSV and txt texts are kept as read (offsets index them as they are) and split into sections by a
 `SectionSplitter`. Bad input is reported to the `ProblemLog` and skipped: a CSV row with an empty
-id or text or an id seen before (with the line the row starts on), a txt file that is not UTF-8
+id or text, an id seen before or a byte that is not UTF-8 (with the line the row starts on; the rows
+after it are read), a txt file that is not UTF-8
 (with the line of the first bad byte; not decoded with replacement characters, so no made-up text
 reaches the labels), unreadable or empty. Any other path raises `ValueError`; a missing one
 `FileNotFoundError`.
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from extract.model import Report, Section
 from extract.sections import SectionSplitter, default_splitter
-from kg.csv_rows import numbered_rows
+from kg.csv_rows import numbered_rows, open_csv, undecodable
 from kg.errors import InputError, MissingInputError
 from kg.problems import ProblemLog
 from kg.sources import iu_xray
@@ -93,11 +94,13 @@ def _iu_reports(path: Path, problems: ProblemLog) -> Iterator[Report]:
 
 
 def _csv_reports(path: Path, problems: ProblemLog, splitter: SectionSplitter) -> Iterator[Report]:
-    with path.open(encoding="utf-8-sig", newline="") as stream:
+    with open_csv(path) as stream:
         reader = csv.reader(stream)
         try:
             header = next(reader, None)
-        except (csv.Error, UnicodeDecodeError) as e:
+            if header and undecodable(header):
+                raise csv.Error("not UTF-8")
+        except csv.Error as e:
             raise InputError(f"{path}: unreadable CSV header ({e}); expected {LAYOUTS}") from e
         columns = [column.strip().lower() for column in header or []]
         if "id" not in columns or "text" not in columns:

@@ -138,8 +138,8 @@ class SectionSplitter:
         for path in (negbio, medspacy):
             if not path.is_file():
                 raise MissingInputError(f"section title lexicon is missing: {path} (set MEDKG_DATA_DIR or pass lexicon_dir)")
-        titles = negbio.read_text(encoding="utf-8").splitlines()
-        rules = json.loads(medspacy.read_text(encoding="utf-8")).get("section_rules", [])
+        titles = negbio.read_text(encoding="utf-8-sig").splitlines()
+        rules = json.loads(medspacy.read_text(encoding="utf-8-sig")).get("section_rules", [])
         titles += [literal for rule in rules if (literal := rule.get("literal", "")).strip().endswith(":")]
         return cls(titles)
 

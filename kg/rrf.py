@@ -9,6 +9,7 @@ to CUI1 (`CUI1|..|CHD|CUI2|..|isa` reads "CUI2 isa CUI1").
 
 from __future__ import annotations
 
+import codecs
 import json
 import shutil
 from collections.abc import Iterator
@@ -128,7 +129,8 @@ def require_tables(directory: Path, tables: tuple[str, ...] = REQUIRED, what: st
 def read_table(
     path: Path, row_type: type[NamedTuple], problems: ProblemLog, prefilter: bytes | None = None
 ) -> Iterator[tuple[int, NamedTuple]]:
-    """Yield `(line number, row)` of one RRF file; lines with a wrong column count or bad UTF-8 are reported.
+    """Yield `(line number, row)` of one RRF file; lines with a wrong column count or bad UTF-8 are reported,
+    and a UTF-8 byte-order mark at the start of the file is dropped.
 
     `prefilter` skips lines that do not contain those bytes before decoding them, which makes
     a pass over a 10 GB MRSAT for a rare attribute cheap.
@@ -136,6 +138,8 @@ def read_table(
     width = len(row_type._fields)
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)  # else it would be part of the first CUI
             if prefilter is not None and prefilter not in raw:
                 continue
             try:

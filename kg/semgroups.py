@@ -32,7 +32,7 @@ def semgroups_path(data_dir: Path | None = None) -> Path:
 def read_semgroups(path: Path) -> dict[str, SemanticType]:
     """TUI -> SemanticType from lines `GROUP|Group name|TUI|Type name`."""
     types: dict[str, SemanticType] = {}
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

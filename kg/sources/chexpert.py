@@ -30,7 +30,7 @@ def read(path: Path, problems: ProblemLog) -> tuple[list[SourceConcept], list[So
     concepts: list[SourceConcept] = []
     for file in files:
         try:
-            lines = file.read_text(encoding="utf-8").splitlines()
+            lines = file.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as e:
             problems.report(file, None, "unreadable", str(e))
             continue

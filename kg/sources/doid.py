@@ -61,7 +61,7 @@ def _term_stanzas(path: Path, problems: ProblemLog) -> list[_Stanza]:
     """Tag lines of every `[Term]` stanza; header and `[Typedef]` stanzas are passed over."""
     stanzas: list[_Stanza] = []
     current: _Stanza | None = None
-    with path.open(encoding="utf-8", errors="replace") as f:
+    with path.open(encoding="utf-8-sig", errors="replace") as f:
         for line, raw in enumerate(f, start=1):
             text = raw.strip()
             if text.startswith("["):

@@ -10,6 +10,9 @@ anatomy locates it, so that `lung` is always anatomy and never a finding.
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import tarfile
 import xml.etree.ElementTree as ET
 import zlib
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from kg.model import SourceConcept, SourceRelation
-from kg.problems import ProblemLog
+from kg.problems import MalformedInputError, ProblemLog
 
 SOURCE = "IUXRAY"
 NOT_FINDINGS = {"normal", "no indexing"}
@@ -102,16 +105,19 @@ def read(path: Path, problems: ProblemLog) -> tuple[list[SourceConcept], list[So
 
 
 def iter_reports(path: Path, problems: ProblemLog) -> Iterator[IUReport]:
-    """Reports of `NLMCXR_reports.tgz` (streamed) or of a directory of its XML files."""
-    for name, stream in _xml_files(path, problems):
+    """Reports of `NLMCXR_reports.tgz` (streamed) or of a directory of its XML files.
+
+    An XML file that does not parse is reported and skipped. An archive that is damaged, truncated or
+    not an archive at all raises `MalformedInputError` naming it, whatever was read before: a partial
+    read would otherwise pass for the whole collection."""
+    for name, stream in _xml_files(path):
         try:
             root = ET.parse(stream).getroot()
         except ET.ParseError as e:
             problems.report(name, e.position[0], "xml", str(e))
             continue
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:  # a member cut short in a damaged archive
-            problems.report(path, None, "archive", f"stopped reading at {name}: {e}")
-            return
+        except ARCHIVE_ERRORS as e:  # a member cut short in a damaged archive
+            raise damaged(path, f"at {name}: {e}") from e
         uid = root.find("uId")
         report_id = uid.get("id") if uid is not None else None
         if not report_id:
@@ -166,7 +172,7 @@ def _texts(root: ET.Element, path: str) -> list[str]:
     return [text for element in root.findall(path) if (text := (element.text or "").strip())]
 
 
-def _xml_files(path: Path, problems: ProblemLog) -> Iterator[tuple[str, IO[bytes]]]:
+def _xml_files(path: Path) -> Iterator[tuple[str, IO[bytes]]]:
     """(name for problem reports, open binary stream) per XML file; tar members are read in order."""
     if path.is_dir():
         for file in sorted(path.rglob("*.xml")):
@@ -174,10 +180,31 @@ def _xml_files(path: Path, problems: ProblemLog) -> Iterator[tuple[str, IO[bytes
                 yield str(file), stream
         return
     try:
-        with tarfile.open(path, "r|*") as archive:
+        with _decompressed(path) as raw, tarfile.open(fileobj=raw, mode="r|") as archive:
             for member in archive:
                 stream = archive.extractfile(member) if member.name.endswith(".xml") else None
                 if stream is not None:
                     yield str(path / member.name), stream
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-        problems.report(path, None, "archive", f"stopped reading: {e}")
+            # tarfile takes an unreadable header for the end of the archive: only zero padding may follow
+            # the end, and reading to the end makes gzip check its length and CRC.
+            while chunk := archive.fileobj.read(1 << 16):
+                if chunk.strip(b"\0"):
+                    raise tarfile.ReadError(f"data after the last readable header, at byte {archive.offset:,} of the tar stream")
+    except ARCHIVE_ERRORS as e:
+        raise damaged(path, str(e) or type(e).__name__) from e
+
+
+ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+_COMPRESSED = ((b"\x1f\x8b", gzip.open), (b"BZh", bz2.open), (b"\xfd7zXZ\x00", lzma.open))
+
+
+def damaged(path: Path, reason: str) -> MalformedInputError:
+    return MalformedInputError(f"{path}: damaged, truncated or not a tar archive ({reason})")
+
+
+def _decompressed(path: Path) -> IO[bytes]:
+    """The tar stream of a .tar, .tgz, .tar.bz2 or .tar.xz file, by its first bytes."""
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+    opener = next((opener for prefix, opener in _COMPRESSED if magic.startswith(prefix)), None)
+    return opener(path, "rb") if opener is not None else open(path, "rb")

@@ -86,7 +86,7 @@ def _read_rows(path: Path, problems: ProblemLog) -> list[tuple[int, str, str, st
     """(line, RID, name, parent RID) of every usable row; first occurrence of a RID wins."""
     rows: list[tuple[int, str, str, str]] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8", errors="replace", newline="") as f:
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
         reader = csv.reader(f)
         while True:
             try:

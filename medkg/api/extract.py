@@ -16,7 +16,7 @@ from extract.pipeline import ExtractionConfig, Extractor, extract_reports, prepa
 from extract.sections import default_lexicon_dir
 from graphdb.uri import medkg_home, open_store
 from kg.atomic import atomic_open
-from kg.problems import ProblemLog
+from kg.problems import MalformedInputError, ProblemLog
 from kg.semgroups import read_semgroups, semgroups_path
 
 __all__ = ["RunSummary", "assertions", "index", "labels", "mention_record", "mentions", "run"]
@@ -77,6 +77,7 @@ def run(
                 counts = Counter((m.id, m.assertion, m.section) for m in mentions)
                 links += [{"report": report.id, "source": report.source, "concept": cid, "assertion": a, "section": s, "count": n}
                           for (cid, a, s), n in counts.items()]
+        _require_reports(summary.reports, input_path, out, problems)
     if link:
         with open_store(graph, read_only=False) as store:
             summary.linked = store.link_mentions(links, summary.rejected)["MENTIONS"].rows
@@ -99,7 +100,14 @@ def labels(
             values = label_report(report, mentions, rules)
             writer.writerow([report.id, *(values[c] for c in rules.columns)])
             count += 1
+        _require_reports(count, input_path, out, problems)
     return count
+
+
+def _require_reports(count: int, input_path: Path, out: Path, problems: ProblemLog) -> None:
+    """Raised inside the output's atomic write, so a run that read nothing never replaces a previous output."""
+    if not count:
+        raise MalformedInputError(f"{input_path}: no report could be read ({problems.summary()}); {out} was not written")
 
 
 def assertions(input_tsv: Path, out: Path, problems: ProblemLog | None = None, lexicon_dir: Path | None = None) -> int:
