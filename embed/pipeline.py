@@ -110,7 +110,7 @@ def run_vectors(run: Path, device: str = "") -> tuple[list[str], Tensor]:
     """(concept ids, [N, D] vectors): the model's entity rows, after its GNN encoder if it has one."""
     model, split = load_run(run, device)
     with torch.no_grad():
-        vectors = model.entity_table().detach().float().cpu().contiguous()
+        vectors = model.concept_vectors().detach().float().cpu().contiguous()
     return split.train.entity_names, vectors
 
 

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch_geometric.nn.kge import KGEModel
 
 from embed.evaluate import evaluate, filtered_ranks
 from embed.models import HEADS, KGEConfig, LinkPredictor, build_model
@@ -30,6 +31,7 @@ def random_triples(n: int = 3000, entities: int = 200, relations: int = 7, seed:
                                torch.randint(entities, (n,), generator=g), entities, relations)
 
 
+TG_HEADS = sorted(name for name, head in HEADS.items() if issubclass(head, KGEModel))  # all but text
 FAST = {"dim": 8, "epochs": 2, "batch_size": 16, "negatives": 4, "lr": 0.05}
 
 
@@ -129,7 +131,7 @@ def test_a_model_that_scores_everything_alike_ranks_in_the_middle():
     assert tail.tolist() == head.tolist() == [2.5]  # 1 + 3 ties / 2
 
 
-@pytest.mark.parametrize("head", sorted(HEADS))
+@pytest.mark.parametrize("head", TG_HEADS)
 @pytest.mark.parametrize("p_norm", [1.0, 2.0])
 def test_scores_equal_torch_geometric_forward_for_triples_negatives_and_all_entities(head, p_norm):
     triples = random_triples(200, entities=30, relations=4)
@@ -171,7 +173,7 @@ def test_sampled_negatives_score_the_same_by_gather_and_by_all_entities(head, mo
     torch.testing.assert_close(by_all, by_gather, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("head", sorted(HEADS))
+@pytest.mark.parametrize("head", TG_HEADS)
 def test_sparse_gradients_with_a_shared_pool_of_negatives_take_a_step(head):
     triples = random_triples(100, entities=25, relations=3)
     config = KGEConfig(model=head, loss="softmax", shared_negatives=True, sparse=True, regularization=1e-3, **FAST)
