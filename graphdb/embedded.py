@@ -6,7 +6,8 @@ cannot merge, so loads first diff against what is stored and copy only what is n
 
 from __future__ import annotations
 
-import pickle
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from kg.atomic import atomic_open
 from kg.errors import MissingInputError
 from kg.lookup import NameIndex
 
@@ -91,18 +91,20 @@ class EmbeddedStore(GraphStore):
         return rows
 
     def name_index(self) -> NameIndex:
-        """Cached beside the database file; any write to the database changes its stamp and the cache is rebuilt."""
-        cache = self.location.with_name(self.location.name + ".names.pkl")
-        stamp = [(p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in (self.location, self.location.with_name(self.location.name + ".wal")) if p.exists()]
-        if cache.exists():
-            with open(cache, "rb") as handle:
-                cached_stamp, index = pickle.load(handle)
-            if cached_stamp == stamp:
-                return index
+        """Cached beside the database file as Arrow data, stamped with the database files' sizes and times and
+        the concept count: any write to the database changes the stamp, and a stale, damaged or foreign cache is
+        rebuilt (never unpickled: a cache file cannot run code)."""
+        cache = self.location.with_name(self.location.name + ".names.arrow")
+        files = [p for p in (self.location, self.location.with_name(self.location.name + ".wal")) if p.exists()]
+        state = [[p.name, p.stat().st_mtime_ns, p.stat().st_size] for p in files] + [self._run(f"MATCH (c:{CONCEPT}) RETURN count(c) AS n")[0]["n"]]
+        stamp = hashlib.sha256(json.dumps(state).encode()).hexdigest()
+        index = NameIndex.load(cache, stamp)
+        if index is not None:
+            return index
         index = super().name_index()
         try:
-            with atomic_open(cache, "wb") as handle:
-                pickle.dump((stamp, index), handle, protocol=pickle.HIGHEST_PROTOCOL)
+            index.save(cache, stamp)
+            self.location.with_name(self.location.name + ".names.pkl").unlink(missing_ok=True)  # left by an older medkg
         except OSError:  # a read-only location only loses the speed-up
             pass
         return index

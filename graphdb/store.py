@@ -20,7 +20,7 @@ from kg.graph import KnowledgeGraph
 from kg.lookup import Hit, NameIndex
 from kg.tables import CONCEPT_SCHEMA, RELATION_SCHEMA, GraphTables
 
-from .readonly import ReadOnlyError, refuse_writes
+from .readonly import ReadOnlyError, refuse_file_access, refuse_writes
 from .schema import (
     CONCEPT_PROPERTIES,
     MENTION_PROPERTIES,
@@ -204,8 +204,12 @@ class GraphStore(ABC):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def query(self, cypher: str, params: dict[str, Any] | None = None, write: bool = False) -> list[dict[str, Any]]:
-        """Run user Cypher. Refused unless `write` when it writes; values always go in `params`."""
+    def query(self, cypher: str, params: dict[str, Any] | None = None, write: bool = False,
+              allow_files: bool = False) -> list[dict[str, Any]]:
+        """Run user Cypher; values always go in `params`. Refused unless `write` when it writes, and unless
+        `allow_files` when it reads or writes files or URLs (`LOAD FROM`, `LOAD CSV`, `COPY`, ...)."""
+        if not allow_files:
+            refuse_file_access(cypher)
         if not write:
             refuse_writes(cypher)
         elif self.read_only:
@@ -331,7 +335,7 @@ class GraphStore(ABC):
         return concept
 
     def name_index(self) -> NameIndex:
-        rows = self._run("MATCH (c:Concept) RETURN c.id AS id, c.name AS name, c.synonyms AS synonyms, size(c.sources) AS weight")
+        rows = self._run("MATCH (c:Concept) RETURN c.id AS id, c.name AS name, c.synonyms AS synonyms, size(c.sources) AS weight ORDER BY id")
         return NameIndex((r["id"], r["name"], r["synonyms"], r["weight"] or 0) for r in rows)
 
     def lookup(self, text: str, limit: int = 10) -> list[Hit]:

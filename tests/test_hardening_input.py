@@ -149,3 +149,99 @@ def test_a_bom_before_mrconso_gives_no_phantom_concept(tmp_path, bad_line):
     assert [(r["head"], r["tail"]) for r in tables.relations.to_pylist()] == [("C0032326", "C0032227")]
     assert [p.line for p in problems.problems] == ([4] if bad_line else [])
     assert [row.CUI for _, row in read_table(table_path(rrf, "MRCONSO"), MRCONSO, ProblemLog())][0] == "C0032227"
+
+
+# Case 6: the look-up cache beside the database is data, validated, and rebuilt when it is not right
+
+
+@pytest.fixture
+def small_db(tmp_path) -> Path:
+    from graphdb.embedded import EmbeddedStore
+    from tests.graphs import small_graph
+
+    path = tmp_path / "graph"
+    with EmbeddedStore(path, read_only=False) as store:
+        store.load(small_graph(), progress=False)
+    return path
+
+
+class RunsCode:
+    """Unpickling this creates the file it names: what a crafted cache did through `kg lookup`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_truncated_crafted_or_foreign_name_cache_is_rebuilt_and_never_run(small_db, tmp_path):
+    import pickle
+
+    from graphdb.embedded import EmbeddedStore
+    from kg.lookup import NameIndex
+
+    with EmbeddedStore(small_db) as store:
+        expected = store.lookup("pleural efusion", 3)
+    assert expected[0].id == "T:effusion"
+    cache = small_db.with_name("graph.names.arrow")
+    good = cache.read_bytes()
+    marker = tmp_path / "code-ran"
+    crafted = pickle.dumps(RunsCode(marker))
+    foreign = tmp_path / "foreign.arrow"
+    NameIndex([("T:x", "pleural efusion", [], 9)]).save(foreign, stamp="another database")
+    for content in (good[: len(good) // 2], crafted, b"", foreign.read_bytes()):
+        cache.write_bytes(content)
+        small_db.with_name("graph.names.pkl").write_bytes(crafted)  # where the pickle used to be read from
+        with EmbeddedStore(small_db) as store:
+            assert store.lookup("pleural efusion", 3) == expected
+        assert not marker.exists()
+        assert cache.read_bytes()[:6] == b"ARROW1"  # rebuilt
+    with EmbeddedStore(small_db) as store:  # and the rebuilt cache is used as it is
+        stamp = cache.read_bytes()
+        assert store.lookup("pleural efusion", 3) == expected and cache.read_bytes() == stamp
+
+
+# Case 7: file access is refused unless allowed; names spelt like keywords are not clauses
+
+
+@pytest.mark.parametrize("cypher, writes, files", [
+    ("RETURN 1 AS Set", None, None),
+    ("MATCH (c:Concept) RETURN c.set AS load, {set: 1, copy: 2} AS m, $create AS p", None, None),
+    ("MATCH (n:Load)-[:SET]->(m) RETURN n", None, None),
+    ("RETURN 'LOAD FROM \"/etc/passwd\"' AS s // LOAD FROM '/etc/passwd'", None, None),
+    ("LOAD FROM '/etc/passwd' (header=false) RETURN *", None, "LOAD"),
+    ("load csv from 'file:///etc/passwd' as line return line", None, "LOAD"),
+    ("RETURN 'it\\'s' AS s LOAD FROM '/etc/passwd' RETURN *", None, "LOAD"),  # an escaped quote ends no string
+    ("RETURN `we``ird` AS s LOAD FROM '/etc/passwd' RETURN *", None, "LOAD"),  # nor a doubled backtick a name
+    ("RETURN 1 /* LOAD */ LOAD/**/FROM '/etc/passwd' RETURN *", None, "LOAD"),
+    ("COPY (MATCH (c:Concept) RETURN c.id) TO '/tmp/out.csv'", "COPY", "COPY"),
+    ("ATTACH '/tmp/other.db' AS other (dbtype duckdb)", "ATTACH", "ATTACH"),
+    ("CALL apoc.load.json('file:///etc/passwd')", None, "apoc.load.json"),
+    ("CALL apoc.cypher.run('LOAD CSV FROM $u AS l RETURN l', {})", "apoc.cypher.run", None),
+    ("MATCH (n) DETACH DELETE n", "DETACH", None),
+])
+def test_the_guard_reads_clauses_not_words(cypher, writes, files):
+    from graphdb.readonly import file_clause, write_clause
+
+    assert (write_clause(cypher), file_clause(cypher)) == (writes, files)
+
+
+def test_a_read_only_query_cannot_read_files_unless_allowed(small_db, tmp_path, capsys):
+    from graphdb.embedded import EmbeddedStore
+    from graphdb.readonly import FileAccessError
+    from medkg.cli import main
+
+    secret = tmp_path / "secret.csv"
+    secret.write_text("name\nthe secret\n", encoding="utf-8")
+    load = f"LOAD FROM '{secret}' (header=true) RETURN name"
+    with EmbeddedStore(small_db) as store:
+        with pytest.raises(FileAccessError, match=r"reads or writes files \(LOAD\)"):
+            store.query(load)
+        assert store.query(load, allow_files=True) == [{"name": "the secret"}]
+        assert store.query("MATCH (c:Concept {id: 'T:heart'}) RETURN c.id AS Set") == [{"Set": "T:heart"}]
+    uri = f"embedded://{small_db}"
+    assert main(["kg", "query", load, "--graph", uri]) == 3
+    assert "file access was not allowed" in capsys.readouterr().err
+    assert main(["kg", "query", load, "--graph", uri, "--allow-files", "--json"]) == 0
+    assert "the secret" in capsys.readouterr().out

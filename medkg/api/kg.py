@@ -68,9 +68,11 @@ def path(a: str, b: str, max_depth: int = 6, graph: str | None = None) -> list[P
         return store.path(a, b, max_depth)
 
 
-def query(cypher: str, params: dict[str, Any] | None = None, write: bool = False, graph: str | None = None) -> list[dict[str, Any]]:
+def query(cypher: str, params: dict[str, Any] | None = None, write: bool = False, graph: str | None = None,
+          allow_files: bool = False) -> list[dict[str, Any]]:
+    """Run Cypher; refused when it writes unless `write`, and when it reads or writes files unless `allow_files`."""
     with open_store(graph, read_only=not write) as store:
-        return store.query(cypher, params, write=write)
+        return store.query(cypher, params, write=write, allow_files=allow_files)
 
 
 def counts(graph: str | None = None) -> dict[str, int]:

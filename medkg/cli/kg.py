@@ -55,7 +55,7 @@ def cmd_path(args: argparse.Namespace) -> None:
 
 
 def cmd_query(args: argparse.Namespace) -> None:
-    print_rows(kg_api.query(args.cypher, params(args.param), args.write, args.graph), args.json)
+    print_rows(kg_api.query(args.cypher, params(args.param), args.write, args.graph, args.allow_files), args.json)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -115,6 +115,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("cypher")
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="query parameter, JSON or string value")
     p.add_argument("--write", action="store_true", help="allow the query to change the graph")
+    p.add_argument("--allow-files", action="store_true",
+                   help="allow the query to read or write files and URLs (LOAD FROM, LOAD CSV, COPY, ...); refused otherwise")
     p.set_defaults(func=cmd_query)
 
     p = kg.add_parser("info", parents=[graph_opt, json_opt], help="node and relationship counts")
