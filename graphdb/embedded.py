@@ -1,21 +1,22 @@
 """LadybugDB (the maintained fork of Kùzu): the embedded default, in-process Cypher over a disk store.
 
 Bulk loads use `COPY FROM` an Arrow table, which LadybugDB ingests column-wise; `COPY`
-cannot merge, so loads first diff against what is stored and copy only what is new.
+cannot merge, so loads first diff against what is stored and copy only what is new. This
+module owns LadybugDB's dialect: its type names, and COPY's columns in table order.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
 
-from kg.errors import MissingInputError
 from kg.lookup import NameIndex
 
 from .readonly import ReadOnlyError
@@ -23,6 +24,9 @@ from .schema import (
     CONCEPT,
     CONCEPT_EMBEDDING,
     CONCEPT_PROPERTIES,
+    INTEGER,
+    LOAD_PROPERTIES,
+    LOAD_RECORD,
     MENTION_KEY,
     MENTION_PROPERTIES,
     MENTIONS,
@@ -31,11 +35,22 @@ from .schema import (
     RELATIONSHIP_TYPES,
     REPORT,
     REPORT_PROPERTIES,
+    STRING,
+    STRINGS,
 )
-from .store import GraphDBError, GraphStore, PathStep, TableLoad
+from .store import GraphDBError, GraphNotFoundError, GraphStore, PathStep, TableLoad, path_steps
 
+log = logging.getLogger(__name__)
 UPDATE_BATCH = 10_000
 EMBEDDING_TABLE = f"{CONCEPT_EMBEDDING}(id STRING PRIMARY KEY, vector FLOAT[])"
+_TYPES = {STRING: "STRING", STRINGS: "STRING[]", INTEGER: "INT64"}  # the schema's Arrow types in LadybugDB's names
+_RECOVERY_PENDING = "re-open the database with read-write mode"  # an interrupted checkpoint left its shadow file
+_LOCKED = "Could not set lock"
+
+
+def _columns(properties: dict[str, Any], skip: str | None = None) -> str:
+    """`name TYPE, ...` of a table's DDL, in the schema's order: the order COPY reads columns in."""
+    return ", ".join(f"`{p}` {_TYPES[t]}" for p, t in properties.items() if p != skip)
 
 
 def _plain(value: Any) -> Any:
@@ -65,13 +80,28 @@ class EmbeddedStore(GraphStore):
         self.uri = f"embedded://{self.location}"
         self.read_only = read_only
         if read_only and not self.location.exists():
-            raise MissingInputError(f"no graph database at {self.location}; load one first with `medkg kg load DIR`")
+            raise GraphNotFoundError(f"no graph database at {self.location}")
         self.location.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = ladybug.Database(str(self.location), read_only=read_only)
+            self._db = self._open(ladybug, read_only)
         except RuntimeError as error:  # locked by another writer, a damaged file, ...
+            if _LOCKED in str(error):
+                raise GraphDBError(f"{self.location} is being written by another process (a load in progress?); "
+                                   f"try again when it has finished ({str(error).splitlines()[0]})") from None
             raise GraphDBError(f"cannot open {self.location}: {error}") from error
         self._conn = ladybug.Connection(self._db)
+
+    def _open(self, ladybug: Any, read_only: bool) -> Any:
+        """The database. A read whose writer was killed while checkpointing first lets LadybugDB finish
+        that checkpoint: what any read-write open does, and possible only while no one else writes."""
+        try:
+            return ladybug.Database(str(self.location), read_only=read_only)
+        except RuntimeError as error:
+            if not (read_only and _RECOVERY_PENDING in str(error)):
+                raise
+        log.warning("%s: finishing the checkpoint an interrupted write left pending", self.location)
+        ladybug.Database(str(self.location), read_only=False).close()
+        return ladybug.Database(str(self.location), read_only=True)
 
     def close(self) -> None:
         self._conn.close()
@@ -119,25 +149,25 @@ class EmbeddedStore(GraphStore):
         return self._arrow(cypher, params).select(schema.names).cast(schema)
 
     def ensure_schema(self) -> None:
-        props = ", ".join(f"`{p}` {t}" for p, t in CONCEPT_PROPERTIES.items() if p != "id")
-        self._run(f"CREATE NODE TABLE IF NOT EXISTS {CONCEPT}(id STRING PRIMARY KEY, {props})")
-        rel_props = ", ".join(f"{p} {t}" for p, t in RELATIONSHIP_PROPERTIES.items())
+        self._run(f"CREATE NODE TABLE IF NOT EXISTS {LOAD_RECORD}(id STRING PRIMARY KEY, {_columns(LOAD_PROPERTIES, 'id')})")
+        self._run(f"CREATE NODE TABLE IF NOT EXISTS {CONCEPT}(id STRING PRIMARY KEY, {_columns(CONCEPT_PROPERTIES, 'id')})")
         for rel_type in RELATIONSHIP_TYPES:
-            self._run(f"CREATE REL TABLE IF NOT EXISTS {rel_type}(FROM {CONCEPT} TO {CONCEPT}, {rel_props})")
-        report_props = ", ".join(f"{p} {t}" for p, t in REPORT_PROPERTIES.items() if p != "id")
-        self._run(f"CREATE NODE TABLE IF NOT EXISTS {REPORT}(id STRING PRIMARY KEY, {report_props})")
-        mention_props = ", ".join(f"{p} {t}" for p, t in MENTION_PROPERTIES.items())
-        self._run(f"CREATE REL TABLE IF NOT EXISTS {MENTIONS}(FROM {REPORT} TO {CONCEPT}, {mention_props})")
+            self._run(f"CREATE REL TABLE IF NOT EXISTS {rel_type}(FROM {CONCEPT} TO {CONCEPT}, {_columns(RELATIONSHIP_PROPERTIES)})")
+        self._run(f"CREATE NODE TABLE IF NOT EXISTS {REPORT}(id STRING PRIMARY KEY, {_columns(REPORT_PROPERTIES, 'id')})")
+        self._run(f"CREATE REL TABLE IF NOT EXISTS {MENTIONS}(FROM {REPORT} TO {CONCEPT}, {_columns(MENTION_PROPERTIES)})")
         self._run(f"CREATE NODE TABLE IF NOT EXISTS {EMBEDDING_TABLE}")
 
-    def _load_concepts(self, table: pa.Table, bar: tqdm) -> TableLoad:
+    def _has_load_record(self) -> bool:
+        return any(row["name"] == LOAD_RECORD for row in self._run("CALL show_tables() RETURN name"))
+
+    def _load_concepts(self, table: pa.Table, advance: Callable[[int], None]) -> TableLoad:
         load = self._merge_nodes(CONCEPT, list(CONCEPT_PROPERTIES), table)
-        bar.update(table.num_rows)
+        advance(table.num_rows)
         return load
 
-    def _load_relationships(self, rel_type: str, table: pa.Table, bar: tqdm) -> TableLoad:
+    def _load_relationships(self, rel_type: str, table: pa.Table, advance: Callable[[int], None]) -> TableLoad:
         load = self._merge_relationships(rel_type, CONCEPT, CONCEPT, list(RELATIONSHIP_PROPERTIES), list(RELATIONSHIP_KEY), table)
-        bar.update(table.num_rows)
+        advance(table.num_rows)
         return load
 
     def _link(self, reports: pa.Table, mentions: pa.Table) -> dict[str, TableLoad]:
@@ -150,8 +180,8 @@ class EmbeddedStore(GraphStore):
         """COPY the nodes not stored yet, SET the ones whose properties changed."""
         columns = ", ".join(f"n.`{p}` AS `{p}`" for p in props)
         new, changed, unchanged = _diff(table, self._arrow(f"MATCH (n:{label}) RETURN {columns}"), ["id"])
-        if new.num_rows:
-            self._run(f"COPY {label} FROM $rows", {"rows": new})
+        if new.num_rows:  # COPY reads columns by position: the table's, id first
+            self._run(f"COPY {label} FROM $rows", {"rows": new.select(props)})
         assignments = ", ".join(f"n.`{p}` = row.`{p}`" for p in props if p != "id")
         self._update(f"UNWIND $rows AS row MATCH (n:{label} {{id: row.id}}) SET {assignments}", changed)
         return TableLoad(new.num_rows, changed.num_rows, unchanged)
@@ -161,8 +191,8 @@ class EmbeddedStore(GraphStore):
         columns = ", ".join(f"r.`{p}` AS `{p}`" for p in props)
         stored = self._arrow(f"MATCH (a:{source})-[r:{rel_type}]->(b:{target}) RETURN a.id AS `from`, b.id AS `to`, {columns}")
         new, changed, unchanged = _diff(table, stored, key)
-        if new.num_rows:
-            self._run(f"COPY {rel_type} FROM $rows", {"rows": new})
+        if new.num_rows:  # COPY reads columns by position: from, to, then the table's properties
+            self._run(f"COPY {rel_type} FROM $rows", {"rows": new.select(["from", "to", *props])})
         same = " AND ".join(f"r.`{p}` = row.`{p}`" for p in key if p not in ("from", "to"))
         assignments = ", ".join(f"r.`{p}` = row.`{p}`" for p in props if p not in key)
         self._update(
@@ -195,19 +225,9 @@ class EmbeddedStore(GraphStore):
         if not result.has_next():
             return []
         path = result.get_next()[0]
-        return _steps(path["_NODES"], path["_RELS"])
-
-
-def _steps(nodes: list[dict], rels: list[dict]) -> list[PathStep]:
-    steps = []
-    for i, node in enumerate(nodes):
-        if i == len(rels):
-            steps.append(PathStep(node["id"], node["name"], None, None))
-            break
-        rel = rels[i]
-        forward = rel["_SRC"] == node["_ID"]
-        steps.append(PathStep(node["id"], node["name"], rel["_LABEL"], "out" if forward else "in"))
-    return steps
+        nodes, rels = path["_NODES"], path["_RELS"]
+        starts = [nodes[i]["id"] if rel["_SRC"] == nodes[i]["_ID"] else nodes[i + 1]["id"] for i, rel in enumerate(rels)]
+        return path_steps(nodes, starts, [rel["_LABEL"] for rel in rels])
 
 
 def _fingerprint(table: pa.Table, columns: list[str]) -> pa.Array:

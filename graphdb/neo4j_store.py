@@ -8,15 +8,15 @@ refuses to write in.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
-from tqdm import tqdm
 
 from .readonly import ReadOnlyError
 from .schema import CONCEPT, CONCEPT_PROPERTIES, EMBEDDING_PROPERTY, MENTIONS, RELATIONSHIP_TYPES, REPORT
-from .store import CredentialsError, GraphDBError, GraphStore, PathStep, TableLoad
+from .store import CredentialsError, GraphDBError, GraphStore, PathStep, TableLoad, path_steps
 
 BATCH = 10_000
 
@@ -37,16 +37,16 @@ LOAD_CONCEPTS = (
 
 
 LINK_REPORTS = (
-    "UNWIND $rows AS row OPTIONAL MATCH (old:Report {id: row.id}) "
+    f"UNWIND $rows AS row OPTIONAL MATCH (old:{REPORT} {{id: row.id}}) "
     "WITH row, old IS NULL AS created, old IS NOT NULL AND old.source <> row.source AS changed "
-    "MERGE (r:Report {id: row.id}) SET r.source = row.source "
+    f"MERGE (r:{REPORT} {{id: row.id}}) SET r.source = row.source "
     "RETURN sum(CASE WHEN created THEN 1 ELSE 0 END) AS added, sum(CASE WHEN changed THEN 1 ELSE 0 END) AS updated"
 )
 LINK_MENTIONS = (
-    "UNWIND $rows AS row MATCH (r:Report {id: row.`from`}) MATCH (c:Concept {id: row.`to`}) "
-    "OPTIONAL MATCH (r)-[old:MENTIONS {assertion: row.assertion, section: row.section}]->(c) "
+    f"UNWIND $rows AS row MATCH (r:{REPORT} {{id: row.`from`}}) MATCH (c:{CONCEPT} {{id: row.`to`}}) "
+    f"OPTIONAL MATCH (r)-[old:{MENTIONS} {{assertion: row.assertion, section: row.section}}]->(c) "
     "WITH r, c, row, old IS NULL AS created, old IS NOT NULL AND old.count <> row.count AS changed "
-    "MERGE (r)-[m:MENTIONS {assertion: row.assertion, section: row.section}]->(c) SET m.count = row.count "
+    f"MERGE (r)-[m:{MENTIONS} {{assertion: row.assertion, section: row.section}}]->(c) SET m.count = row.count "
     "RETURN sum(CASE WHEN created THEN 1 ELSE 0 END) AS added, sum(CASE WHEN changed THEN 1 ELSE 0 END) AS updated"
 )
 
@@ -140,26 +140,25 @@ class Neo4jStore(GraphStore):
         for statement in SCHEMA_STATEMENTS:
             self._run(statement, write=True)
 
-    def _batched(self, cypher: str, table: pa.Table, bar: tqdm) -> TableLoad:
+    def _batched(self, cypher: str, table: pa.Table, advance: Callable[[int], None] = lambda rows: None) -> TableLoad:
         load = TableLoad()
         for start in range(0, table.num_rows, BATCH):
             batch = table.slice(start, BATCH)
             row = self._run(cypher, {"rows": batch.to_pylist()}, write=True)[0]
             load.added += row["added"]
             load.updated += row["updated"]
-            bar.update(batch.num_rows)
+            advance(batch.num_rows)
         load.unchanged = table.num_rows - load.added - load.updated
         return load
 
-    def _load_concepts(self, table: pa.Table, bar: tqdm) -> TableLoad:
-        return self._batched(LOAD_CONCEPTS, table, bar)
+    def _load_concepts(self, table: pa.Table, advance: Callable[[int], None]) -> TableLoad:
+        return self._batched(LOAD_CONCEPTS, table, advance)
 
-    def _load_relationships(self, rel_type: str, table: pa.Table, bar: tqdm) -> TableLoad:
-        return self._batched(load_relationships_statement(rel_type), table, bar)
+    def _load_relationships(self, rel_type: str, table: pa.Table, advance: Callable[[int], None]) -> TableLoad:
+        return self._batched(load_relationships_statement(rel_type), table, advance)
 
     def _link(self, reports: pa.Table, mentions: pa.Table) -> dict[str, TableLoad]:
-        with tqdm(disable=True) as bar:
-            return {REPORT: self._batched(LINK_REPORTS, reports, bar), MENTIONS: self._batched(LINK_MENTIONS, mentions, bar)}
+        return {REPORT: self._batched(LINK_REPORTS, reports), MENTIONS: self._batched(LINK_MENTIONS, mentions)}
 
     def _store_embeddings(self, table: pa.Table) -> None:
         self._run(CLEAR_EMBEDDINGS, write=True)  # vectors of another model must not stay on concepts left out
@@ -170,12 +169,5 @@ class Neo4jStore(GraphStore):
         rows = self._run(shortest_path_statement(max_depth), {"a": a, "b": b})
         if not rows:
             return []
-        nodes, rels = rows[0]["nodes"], rows[0]["rels"]
-        steps = []
-        for i, node in enumerate(nodes):
-            if i < len(rels):
-                direction = "out" if rels[i]["start"] == node["id"] else "in"
-                steps.append(PathStep(node["id"], node["name"], rels[i]["type"], direction))
-            else:
-                steps.append(PathStep(node["id"], node["name"], None, None))
-        return steps
+        rels = rows[0]["rels"]
+        return path_steps(rows[0]["nodes"], [r["start"] for r in rels], [r["type"] for r in rels])

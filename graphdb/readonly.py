@@ -116,7 +116,7 @@ def file_clause(cypher: str) -> str | None:
 def refuse_writes(cypher: str) -> None:
     clause = write_clause(cypher)
     if clause is not None:
-        raise ReadOnlyError(f"refused: the query writes ({clause}) and the graph is opened read-only; pass --write to allow it. Nothing was changed.")
+        raise ReadOnlyError(f"refused: the query writes ({clause}) and the graph is opened read-only. Nothing was changed.")
 
 
 def refuse_file_access(cypher: str) -> None:

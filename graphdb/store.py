@@ -8,14 +8,14 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
 
-from kg.errors import InputError, MedkgError
+from kg.errors import InputError, MedkgError, MissingInputError
 from kg.graph import KnowledgeGraph
 from kg.lookup import Hit, NameIndex
 from kg.tables import CONCEPT_SCHEMA, RELATION_SCHEMA, GraphTables
@@ -23,6 +23,8 @@ from kg.tables import CONCEPT_SCHEMA, RELATION_SCHEMA, GraphTables
 from .readonly import ReadOnlyError, refuse_file_access, refuse_writes
 from .schema import (
     CONCEPT_PROPERTIES,
+    LOAD_RECORD,
+    LOAD_RECORD_ID,
     MENTION_PROPERTIES,
     RELATIONSHIP_PROPERTIES,
     RELATIONSHIP_TYPES,
@@ -41,6 +43,24 @@ class CredentialsError(MedkgError, PermissionError):
 
 class ConceptNotFoundError(MedkgError, LookupError):
     """No concept has the id asked for."""
+
+
+class GraphNotFoundError(MissingInputError):
+    """No graph database where one was to be read."""
+
+
+class IncompleteGraphError(GraphDBError):
+    """The graph's last load has not finished: it was interrupted, or it is still running."""
+
+
+class NoEmbeddingsError(GraphDBError):
+    """The graph holds no concept vectors to rank by."""
+
+
+# Paths longer than this are refused: LadybugDB's recursive matches stop at 30 hops, and on a
+# graph of radiology concepts any two connected concepts are far closer than that.
+MAX_PATH_DEPTH = 30
+Progress = Callable[[int, int], None]  # (rows written so far, rows to write): how loads report progress
 
 
 _CUI_OR_CODE = re.compile(r"^(C\d{7}|[A-Z][A-Z0-9_]*:\S+)$")
@@ -108,11 +128,9 @@ class PathStep:
     direction: str | None
 
 
-_ARROW_TYPES = {"STRING": pa.string(), "STRING[]": pa.list_(pa.string()), "INT64": pa.int64()}
-REPORT_SCHEMA = pa.schema([(p, _ARROW_TYPES[t]) for p, t in REPORT_PROPERTIES.items()])
-MENTION_SCHEMA = pa.schema([("from", pa.string()), ("to", pa.string())] + [(p, _ARROW_TYPES[t]) for p, t in MENTION_PROPERTIES.items()])
+REPORT_SCHEMA = pa.schema(list(REPORT_PROPERTIES.items()))
+MENTION_SCHEMA = pa.schema([("from", pa.string()), ("to", pa.string()), *MENTION_PROPERTIES.items()])
 EMBEDDING_SCHEMA = pa.schema([("id", pa.string()), ("vector", pa.list_(pa.float32()))])
-RELATIONSHIP_COLUMNS = ["head", "tail", *RELATIONSHIP_PROPERTIES]  # COPY maps columns by position: from, to, properties
 
 
 def _reject(table: pa.Table, mask: pa.ChunkedArray, describe: Callable[[dict[str, Any]], str], reason: str,
@@ -147,9 +165,21 @@ def validated_tables(tables: GraphTables, rejected: list[tuple[str, str]]) -> tu
         known = pc.and_(pc.is_in(relations["head"], value_set=ids), pc.is_in(relations["tail"], value_set=ids))
         relations = _reject(relations, pc.invert(known), _describe_relationship, "endpoint concept rejected", rejected)
     relations = _reject(relations, pc.less(relations["support"], 0), _describe_relationship, "negative support", rejected)
-    by_type = {t: relations.filter(pc.equal(relations["type"], t)).select(RELATIONSHIP_COLUMNS).rename_columns(["from", "to", *RELATIONSHIP_PROPERTIES])
+    by_type = {t: relations.filter(pc.equal(relations["type"], t)).select(["head", "tail", *RELATIONSHIP_PROPERTIES])
+                          .rename_columns({"head": "from", "tail": "to"})
                for t in RELATIONSHIP_TYPES}
     return concepts.select(list(CONCEPT_PROPERTIES)), by_type
+
+
+def path_steps(nodes: list[dict[str, Any]], starts: list[str], types: list[str]) -> list[PathStep]:
+    """The steps of a path from its nodes (`id`, `name`) and, for each relationship between node i and
+    i+1, the id of its start node and its type: one rule for the direction in every backend."""
+    return [PathStep(node["id"], node["name"], types[i], "out" if starts[i] == node["id"] else "in") if i < len(types)
+            else PathStep(node["id"], node["name"], None, None) for i, node in enumerate(nodes)]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _timed(load: Callable[..., TableLoad], *args: Any) -> TableLoad:
@@ -174,10 +204,12 @@ class GraphStore(ABC):
     def ensure_schema(self) -> None: ...
 
     @abstractmethod
-    def _load_concepts(self, table: pa.Table, bar: tqdm) -> TableLoad: ...
+    def _load_concepts(self, table: pa.Table, advance: Callable[[int], None]) -> TableLoad:
+        """Merge concept nodes; `advance(rows)` after each batch written."""
 
     @abstractmethod
-    def _load_relationships(self, rel_type: str, table: pa.Table, bar: tqdm) -> TableLoad: ...
+    def _load_relationships(self, rel_type: str, table: pa.Table, advance: Callable[[int], None]) -> TableLoad:
+        """Merge relationships of one type (columns `from`, `to` and the properties); `advance(rows)` after each batch."""
 
     @abstractmethod
     def _link(self, reports: pa.Table, mentions: pa.Table) -> dict[str, TableLoad]:
@@ -216,26 +248,63 @@ class GraphStore(ABC):
             raise ReadOnlyError(f"{self.uri} is opened read-only; open it for writing to run this query")
         return self._run(cypher, params, write=write)
 
-    def load(self, graph: KnowledgeGraph | GraphTables, progress: bool = True) -> LoadSummary:
+    def load(self, graph: KnowledgeGraph | GraphTables, progress: Progress | None = None) -> LoadSummary:
         """Merge a graph into the store: loading the same graph twice changes nothing.
 
         `GraphTables` (from `kg.tables.read_tables`) load without ever becoming Python objects;
-        a `KnowledgeGraph` is turned into such tables first."""
+        a `KnowledgeGraph` is turned into such tables first. `progress(done, total)` is called
+        as rows are written. The load record says "running" until the last table is written,
+        so reads of a graph whose load was killed are refused until a load completes."""
         if self.read_only:
             raise ReadOnlyError(f"{self.uri} is opened read-only; cannot load")
         self.ensure_schema()
+        self._record_load(state="running", started=_now(), finished=None)
         summary = LoadSummary()
         started = time.perf_counter()
         tables = graph.to_tables() if isinstance(graph, KnowledgeGraph) else graph
         concepts, relationships = validated_tables(tables, summary.rejected)
         summary.prepare_seconds = time.perf_counter() - started
         total = concepts.num_rows + sum(t.num_rows for t in relationships.values())
-        with tqdm(total=total, desc="loading graph", unit=" rows", unit_scale=True, disable=not progress) as bar:
-            summary.tables["Concept"] = _timed(self._load_concepts, concepts, bar)
-            for rel_type, table in relationships.items():
-                if table.num_rows:
-                    summary.tables[rel_type] = _timed(self._load_relationships, rel_type, table, bar)
+        done = 0
+
+        def advance(rows: int) -> None:
+            nonlocal done
+            done += rows
+            if progress:
+                progress(done, total)
+
+        summary.tables["Concept"] = _timed(self._load_concepts, concepts, advance)
+        for rel_type, table in relationships.items():
+            if table.num_rows:
+                summary.tables[rel_type] = _timed(self._load_relationships, rel_type, table, advance)
+        self._record_load(state="complete", finished=_now())
         return summary
+
+    def _record_load(self, **properties: str | None) -> None:
+        assignments = ", ".join(f"l.`{p}` = ${p}" for p in properties)
+        self._run(f"MERGE (l:{LOAD_RECORD} {{id: $id}}) SET {assignments}", {"id": LOAD_RECORD_ID, **properties}, write=True)
+
+    def _has_load_record(self) -> bool:
+        """Whether the database can hold a load record (LadybugDB: its table exists; Neo4j: always)."""
+        return True
+
+    def load_state(self) -> dict[str, Any] | None:
+        """The record of the last load (`state`, `started`, `finished`); None for a graph loaded before
+        medkg kept one, or never loaded."""
+        if not self._has_load_record():
+            return None
+        rows = self._run(f"MATCH (l:{LOAD_RECORD} {{id: $id}}) RETURN l.state AS state, l.started AS started, "
+                         "l.finished AS finished", {"id": LOAD_RECORD_ID})
+        return rows[0] if rows else None
+
+    def check_complete(self) -> None:
+        """Refuse to read a graph whose last load has not finished (killed, or still going): its tables
+        may hold the concepts without their relationships."""
+        record = self.load_state()
+        if record is not None and record["state"] != "complete":
+            raise IncompleteGraphError(
+                f"{self.uri} is incomplete: the load started at {record['started']} has not finished (it was "
+                "interrupted, or it is still running), so its tables may be partly written. Load the graph again.")
 
     def link_mentions(self, rows: list[dict[str, Any]], rejected: list[tuple[str, str]] | None = None) -> dict[str, TableLoad]:
         """Merge `(:Report)-[:MENTIONS {assertion, section, count}]->(:Concept)`; rows name report, source,
@@ -301,7 +370,7 @@ class GraphStore(ABC):
             raise InputError("limit must be at least 1")
         table = self._table(self.embeddings_query, EMBEDDING_SCHEMA)
         if not table.num_rows:
-            raise GraphDBError(f"{self.uri} holds no concept embeddings; store them with `medkg embed export RUN --graph URI`")
+            raise NoEmbeddingsError(f"{self.uri} holds no concept embeddings")
         ids = table["id"].to_pylist()
         if concept_id not in ids:
             self.require_concept(concept_id)
@@ -331,7 +400,7 @@ class GraphStore(ABC):
     def require_concept(self, concept_id: str) -> dict[str, Any]:
         concept = self.concept(concept_id)
         if concept is None:
-            raise ConceptNotFoundError(f"no concept with id {concept_id!r} in {self.uri}; find ids with `medkg kg lookup`")
+            raise ConceptNotFoundError(f"no concept with id {concept_id!r} in {self.uri}")
         return concept
 
     def name_index(self) -> NameIndex:
@@ -340,6 +409,8 @@ class GraphStore(ABC):
 
     def lookup(self, text: str, limit: int = 10) -> list[Hit]:
         """Concepts by name, synonym or id; the text is only ever data, never Cypher."""
+        if limit < 1:
+            raise InputError(f"limit must be at least 1, got {limit}")
         hits: list[Hit] = []
         if _CUI_OR_CODE.match(text.strip()):
             concept = self.concept(text.strip())
@@ -351,7 +422,7 @@ class GraphStore(ABC):
     def neighbors(self, concept_id: str, depth: int = 1, rel_types: list[str] | None = None, limit: int = 500) -> list[Neighbor]:
         """Concepts within `depth` hops, each at its shortest distance, breadth first."""
         if depth < 1:
-            raise InputError(f"--depth must be at least 1, got {depth}")
+            raise InputError(f"depth must be at least 1, got {depth}")
         self.require_concept(concept_id)
         pattern = "|".join(check_relationship_types(rel_types))
         seen = {concept_id}
@@ -381,8 +452,8 @@ class GraphStore(ABC):
 
     def path(self, a: str, b: str, max_depth: int = 6) -> list[PathStep]:
         """A shortest path between two concepts, ignoring direction; empty when none is that short."""
-        if max_depth < 1:
-            raise InputError(f"--max-depth must be at least 1, got {max_depth}")
+        if not 1 <= max_depth <= MAX_PATH_DEPTH:
+            raise InputError(f"the maximum path length must be between 1 and {MAX_PATH_DEPTH}, got {max_depth}")
         self.require_concept(a)
         self.require_concept(b)
         if a == b:

@@ -31,7 +31,19 @@ def redacted(uri: str) -> str:
 
 
 def open_store(uri: str | None = None, read_only: bool = True) -> GraphStore:
-    uri = uri or default_graph_uri()
+    """The store at `uri`. Opened read-only, a graph whose last load did not finish is refused
+    (`IncompleteGraphError`) rather than read as if it were whole."""
+    store = _open(uri or default_graph_uri(), read_only)
+    if read_only:
+        try:
+            store.check_complete()
+        except BaseException:
+            store.close()
+            raise
+    return store
+
+
+def _open(uri: str, read_only: bool) -> GraphStore:
     scheme = uri.split("://", 1)[0].lower() + "://" if "://" in uri else ""
     if scheme == "embedded://":
         from .embedded import EmbeddedStore

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from graphdb.neo4j_admin import export_neo4j_admin
 from graphdb.store import LoadSummary, Neighbor, PathStep, Similar
 from graphdb.uri import open_store
@@ -44,8 +46,16 @@ def load_graph(
     rrf_dir: Path, graph: str | None = None, problems: ProblemLog | None = None, progress: bool = True, data_dir: Path | None = None,
 ) -> LoadSummary:
     tables = read_tables(rrf_dir, problems if problems is not None else ProblemLog(), read_semgroups(semgroups_path(data_dir)))
-    with open_store(graph, read_only=False) as store:
-        return store.load(tables, progress=progress)
+    with open_store(graph, read_only=False) as store, tqdm(desc="loading graph", unit=" rows", unit_scale=True, disable=not progress) as bar:
+        return store.load(tables, progress=_advance(bar))
+
+
+def _advance(bar: tqdm):
+    """A store's progress callback drawn on `bar`."""
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+    return update
 
 
 def lookup(text: str, limit: int = 10, graph: str | None = None) -> list[Hit]:

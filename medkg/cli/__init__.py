@@ -6,10 +6,26 @@ import argparse
 import logging
 import sys
 
-from graphdb.readonly import ReadOnlyError
+from graphdb.readonly import FileAccessError, ReadOnlyError
+from graphdb.store import ConceptNotFoundError, GraphNotFoundError, IncompleteGraphError, NoEmbeddingsError
 from kg.errors import MedkgError
 
 from . import align, embed, evaluate, explain, extract, kg
+
+# What to do next, in the command line's words: the library's messages name no command or flag.
+HINTS: tuple[tuple[type[Exception], str], ...] = (
+    (FileAccessError, "pass --allow-files to allow it"),  # before ReadOnlyError, which it is a kind of
+    (ReadOnlyError, "pass --write to allow it"),
+    (IncompleteGraphError, "run `medkg kg load DIR` again"),
+    (GraphNotFoundError, "load one first with `medkg kg load DIR`"),
+    (NoEmbeddingsError, "store them with `medkg embed export RUN --graph URI`"),
+    (ConceptNotFoundError, "find ids with `medkg kg lookup TEXT`"),
+)
+
+
+def _with_hint(error: Exception) -> str:
+    hint = next((hint for kind, hint in HINTS if isinstance(error, kind)), None)
+    return f"{error} ({hint})" if hint else str(error)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medkg: {error or 'interrupted'}", file=sys.stderr)
         return 130
     except ReadOnlyError as error:
-        print(f"medkg: {error}", file=sys.stderr)
+        print(f"medkg: {_with_hint(error)}", file=sys.stderr)
         return 3
     except MedkgError as error:  # what the user can fix; any other exception is a bug and keeps its traceback
-        print(f"medkg: error: {error}", file=sys.stderr)
+        print(f"medkg: error: {_with_hint(error)}", file=sys.stderr)
         return 2
     except OSError as error:
         if error.filename is None:  # raised by code, not by the system about a path: a bug
