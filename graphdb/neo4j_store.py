@@ -91,6 +91,51 @@ CLEAR_EMBEDDINGS = f"MATCH (c:{CONCEPT}) WHERE c.{EMBEDDING_PROPERTY} IS NOT NUL
 STORE_EMBEDDINGS = f"UNWIND $rows AS row MATCH (c:{CONCEPT} {{id: row.id}}) SET c.{EMBEDDING_PROPERTY} = row.vector"
 
 
+# The driver's defaults wait up to 60 s for a silent server's handshake and retry a failed
+# transaction for 30 s; a wrong address or scheme should say so within seconds instead.
+CONNECT_TIMEOUT_S = 5.0  # TCP connect, and the Bolt/TLS handshake with it
+RETRY_TIME_S = 10.0  # retries of transient errors (a cluster electing a leader), once connected
+
+
+def connect(address: str, user: str, password: str) -> Any:
+    """A driver whose server has answered and accepted the credentials, or a GraphDBError saying
+    why not: nothing listening, no answer, TLS on one side only, refused credentials.
+    The password goes to the driver only, never into a message."""
+    import neo4j
+
+    driver = neo4j.GraphDatabase.driver(address, auth=(user, password), connection_timeout=CONNECT_TIMEOUT_S,
+                                        connection_acquisition_timeout=CONNECT_TIMEOUT_S, max_transaction_retry_time=RETRY_TIME_S)
+    try:
+        driver.verify_connectivity()
+    except neo4j.exceptions.AuthError as error:
+        driver.close()
+        raise GraphDBError(f"{address} refused user {user!r}: check NEO4J_USER and NEO4J_PASSWORD ({error.message})") from None
+    except (neo4j.exceptions.DriverError, neo4j.exceptions.Neo4jError) as error:
+        driver.close()
+        raise GraphDBError(f"cannot connect to {address}: {_connection_failure(error)}") from None
+    return driver
+
+
+def _connection_failure(error: BaseException) -> str:
+    """What went wrong, from the chain of exceptions the driver raised."""
+    import ssl
+
+    causes = []
+    while error is not None and len(causes) < 10:
+        causes.append(error)
+        error = error.__cause__ or error.__context__
+    if any(isinstance(e, ConnectionRefusedError) for e in causes):
+        return "nothing is listening there (connection refused); check the host and port"
+    if any(isinstance(e, ssl.SSLError) or type(e).__name__ == "BoltSecurityError" for e in causes):
+        return ("the TLS handshake failed: a bolt+s:// or neo4j+s:// URI needs a server with TLS enabled "
+                "(use bolt:// or neo4j:// for one without; +ssc accepts a self-signed certificate)")
+    if any(isinstance(e, TimeoutError) for e in causes):
+        return (f"no Bolt answer within {CONNECT_TIMEOUT_S:.0f} s; check the port (7687 by default), "
+                "and the scheme: bolt:// to a server that requires TLS gets no answer")
+    return (f"{str(causes[0]).splitlines()[-1]}; check that this is a Bolt port (7687 by default) and that the scheme "
+            "matches the server's TLS setting (bolt+s:// or neo4j+s:// for a server with TLS)")
+
+
 class Neo4jStore(GraphStore):
     embeddings_query = (f"MATCH (c:{CONCEPT}) WHERE c.{EMBEDDING_PROPERTY} IS NOT NULL "
                         f"RETURN c.id AS id, c.{EMBEDDING_PROPERTY} AS vector")
@@ -103,17 +148,15 @@ class Neo4jStore(GraphStore):
 
     @classmethod
     def from_environment(cls, uri: str, read_only: bool = True) -> Neo4jStore:
-        """Credentials come from NEO4J_USER / NEO4J_PASSWORD; the database from the URI path or NEO4J_DATABASE."""
-        import neo4j
-
+        """Credentials come from NEO4J_USER / NEO4J_PASSWORD; the database from the URI path or NEO4J_DATABASE.
+        Connects at once, so a wrong address, scheme or password is reported here (see `connect`)."""
         parts = urlsplit(uri)
         database = parts.path.strip("/") or os.environ.get("NEO4J_DATABASE") or None
         address = urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], "", "", ""))
         user, password = os.environ.get("NEO4J_USER", "neo4j"), os.environ.get("NEO4J_PASSWORD")
         if password is None:
             raise CredentialsError(f"set NEO4J_PASSWORD (and NEO4J_USER, default 'neo4j') to connect to {address}")
-        driver = neo4j.GraphDatabase.driver(address, auth=(user, password))
-        return cls(driver, address + (f"/{database}" if database else ""), database, read_only)
+        return cls(connect(address, user, password), address + (f"/{database}" if database else ""), database, read_only)
 
     def close(self) -> None:
         self._driver.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,19 @@ def extractor(concept_index, data_dir):
     from extract.pipeline import ExtractionConfig, Extractor
 
     return Extractor(ExtractionConfig(concept_index.directory, data_dir / "lexicons"), concept_index)
+
+
+@pytest.fixture(scope="session")
+def bolt_environment(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """NEO4J_URI / NEO4J_USER / NEO4J_PASSWORD of a live Bolt server for the Neo4j backend.
+
+    The server $NEO4J_URI names when it is set (a scratch database: the live suite deletes
+    `T:` nodes and replaces stored concept vectors); otherwise an ArcadeDB server started
+    here in a child process on free loopback ports, stopped by its process id at the end."""
+    if os.environ.get("NEO4J_URI"):
+        yield {k: os.environ[k] for k in ("NEO4J_URI", "NEO4J_USER", "NEO4J_PASSWORD") if k in os.environ}
+        return
+    from tests.bolt_server import bolt_server
+
+    with bolt_server(tmp_path_factory.mktemp("bolt")) as server:
+        yield server.environment()

@@ -15,8 +15,6 @@ from embed.models import KGEConfig, build_model
 from embed.triples import Triples
 from encoders.text import TextEncoder
 from graphdb.embedded import EmbeddedStore
-from graphdb.readonly import ReadOnlyError
-from graphdb.store import ConceptNotFoundError, GraphDBError
 from graphdb.uri import open_store
 from kg.graph import Concept, KnowledgeGraph
 from kg.problems import ProblemLog
@@ -43,41 +41,6 @@ def test_the_database_gives_back_the_triples_it_was_loaded_with(open_kg_dir, ope
     stored, read = Triples.from_tables(tables), Triples.from_tables(read_tables(open_kg_dir, ProblemLog()))
     assert stored.entity_names == read.entity_names and stored.relation_names == read.relation_names
     assert torch.equal(stored.stacked(), read.stacked())
-
-
-@pytest.fixture
-def small_uri(tmp_path) -> str:
-    with EmbeddedStore(tmp_path / "db", read_only=False) as store:
-        store.load(small_graph(), progress=False)
-    return f"embedded://{tmp_path / 'db'}"
-
-
-def test_stored_vectors_rank_concepts_by_cosine(small_uri):
-    ids = ["T:effusion", "T:ptx", "T:pleura", "T:heart", "T:not-in-graph"]
-    vectors = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [-1, 0, 0], [1, 0, 0]], dtype=np.float32)
-    with open_store(small_uri) as store:
-        with pytest.raises(GraphDBError, match="no concept embeddings"):
-            store.similar("T:effusion")
-        with pytest.raises(ReadOnlyError):
-            store.store_embeddings(ids, vectors)
-    with open_store(small_uri, read_only=False) as store:
-        assert store.store_embeddings(ids, vectors) == ["T:not-in-graph"]
-    with open_store(small_uri) as store:
-        ranked = store.similar("T:effusion", limit=3)
-        assert [s.id for s in ranked] == ["T:ptx", "T:pleura", "T:heart"]
-        assert ranked[0].name == "pneumothorax" and ranked[0].group == "DISO"
-        assert ranked[0].similarity == pytest.approx(0.9 / np.hypot(0.9, 0.1), abs=1e-4)
-        assert ranked[2].similarity == pytest.approx(-1.0)
-        with pytest.raises(ConceptNotFoundError, match="no stored embedding"):
-            store.similar("T:disease")
-        with pytest.raises(ConceptNotFoundError, match="no concept"):
-            store.similar("T:nope")
-    with open_store(small_uri, read_only=False) as store:
-        store.store_embeddings(["T:effusion", "T:heart"], np.array([[1, 0], [1, 0]], dtype=np.float32))  # replaces
-        assert [s.id for s in store.similar("T:effusion")] == ["T:heart"]
-        reload = store.load(small_graph(), progress=False)  # loads leave stored vectors alone
-        assert reload.tables["Concept"].unchanged == 7 and not reload.tables["Concept"].updated
-        assert [s.id for s in store.similar("T:effusion")] == ["T:heart"]
 
 
 def test_text_features_place_concepts_the_graph_never_trained():

@@ -32,6 +32,9 @@ class RecordingDriver:
     def session(self, database: str | None = None, default_access_mode: str = neo4j.WRITE_ACCESS):
         return RecordingSession(self, database, default_access_mode)
 
+    def verify_connectivity(self) -> None:
+        self.verified = True
+
     def close(self) -> None:
         pass
 
@@ -150,16 +153,19 @@ def test_loads_merge_in_transactions_of_about_10k_rows(driver):
 def test_credentials_come_from_the_environment_and_stay_out_of_the_uri(monkeypatch):
     seen = {}
 
-    def fake_driver(address, auth):
-        seen.update(address=address, auth=auth)
-        return RecordingDriver()
+    def fake_driver(address, auth, **settings):
+        seen.update(address=address, auth=auth, settings=settings)
+        seen["driver"] = RecordingDriver()
+        return seen["driver"]
 
     monkeypatch.setattr(neo4j.GraphDatabase, "driver", fake_driver)
     monkeypatch.setenv("NEO4J_USER", "reader")
     monkeypatch.setenv("NEO4J_PASSWORD", "s3cret")
     store = open_store("neo4j+s://someone@db.example.org:7687/umls")
     assert isinstance(store, Neo4jStore)
-    assert seen == {"address": "neo4j+s://db.example.org:7687", "auth": ("reader", "s3cret")}
+    assert (seen["address"], seen["auth"]) == ("neo4j+s://db.example.org:7687", ("reader", "s3cret"))
+    assert seen["driver"].verified  # connected up front, so a wrong address fails at once, not at the first query
+    assert seen["settings"]["connection_acquisition_timeout"] <= 10 and seen["settings"]["max_transaction_retry_time"] <= 10
     assert store.database == "umls" and "s3cret" not in store.uri and "someone" not in store.uri
     monkeypatch.delenv("NEO4J_PASSWORD")
     with pytest.raises(PermissionError, match="NEO4J_PASSWORD"):
