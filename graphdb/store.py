@@ -63,7 +63,7 @@ MAX_PATH_DEPTH = 30
 Progress = Callable[[int, int], None]  # (rows written so far, rows to write): how loads report progress
 
 
-_CUI_OR_CODE = re.compile(r"^(C\d{7}|[A-Z][A-Z0-9_]*:\S+)$")
+_CUI_OR_CODE = re.compile(r"^(C\d{7}|[A-Z][A-Z0-9_]*:\S+)$", re.I)
 
 
 @dataclass
@@ -411,18 +411,20 @@ class GraphStore(ABC):
         """Concepts by name, synonym or id; the text is only ever data, never Cypher."""
         if limit < 1:
             raise InputError(f"limit must be at least 1, got {limit}")
+        index = self.name_index()
         hits: list[Hit] = []
-        if _CUI_OR_CODE.match(text.strip()):
-            concept = self.concept(text.strip())
-            if concept is not None:
-                hits.append(Hit(concept["id"], concept["name"], 100.0, concept["id"]))
-        hits += [h for h in self.name_index().search(text, limit) if not hits or h.id != hits[0].id]
+        found = index.concept_id(text.strip()) if _CUI_OR_CODE.match(text.strip()) else None
+        if found is not None:  # an id, in any case
+            hits.append(Hit(found, index.names[found], 100.0, found))
+        hits += [h for h in index.search(text, limit) if h.id != found]
         return hits[:limit]
 
     def neighbors(self, concept_id: str, depth: int = 1, rel_types: list[str] | None = None, limit: int = 500) -> list[Neighbor]:
         """Concepts within `depth` hops, each at its shortest distance, breadth first."""
         if depth < 1:
             raise InputError(f"depth must be at least 1, got {depth}")
+        if limit < 1:  # 0 would still return the first neighbour found
+            raise InputError(f"limit must be at least 1, got {limit}")
         self.require_concept(concept_id)
         pattern = "|".join(check_relationship_types(rel_types))
         seen = {concept_id}

@@ -10,11 +10,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from rapidfuzz import fuzz, process
 
 from .atomic import atomic_open
+from .errors import InputError
 from .normalize import name_key
 
 PREFERRED, SYNONYM = 100.0, 98.0  # an exact preferred name beats an exact synonym
@@ -43,6 +45,7 @@ class NameIndex:
             strings = [name, *(synonyms or ())]
             self._add(cid, name, weight, strings, [name_key(string) for string in strings])
         self.keys = list(self.by_key)
+        self._folded_ids: dict[str, str] | None = None  # casefolded id -> id, built on first use
 
     def _add(self, cid: str, name: str, weight: int, strings: list[str], keys: list[str]) -> None:
         self.names[cid] = name
@@ -98,7 +101,23 @@ class NameIndex:
     def __len__(self) -> int:
         return len(self.names)
 
+    def concept_id(self, text: str) -> str | None:
+        """The id of a concept written as its id in any case ("radlex:rid34539" for RADLEX:RID34539), or None."""
+        if text in self.names:
+            return text
+        if self._folded_ids is None:
+            self._folded_ids = {}
+            for cid in self.names:
+                self._folded_ids.setdefault(cid.casefold(), cid)
+        return self._folded_ids.get(text.casefold())
+
     def search(self, text: str, limit: int = 10) -> list[Hit]:
+        """The `limit` best concepts for `text`, best first.
+
+        Every key is scored by the final score before the list is cut, so the first k hits are the same
+        whatever `limit` (>= k) is asked for."""
+        if limit < 1:
+            raise InputError(f"limit must be at least 1, got {limit}")
         key = name_key(text)
         if not key:
             return []
@@ -110,12 +129,22 @@ class NameIndex:
 
         for cid, string, preferred in self.by_key.get(key, ()):
             offer(cid, string, PREFERRED if preferred else SYNONYM)
-        for candidate, score, _ in process.extract(key, self.keys, scorer=fuzz.WRatio, limit=limit * 5, score_cutoff=60):
+        # WRatio rewards partial matches; blended with plain ratio, a closer whole name wins. Both run in C++
+        # over every key; keys are then offered best first until `limit` concepts are certain, ties included.
+        wratio = process.cdist([key], self.keys, scorer=fuzz.WRatio, dtype=np.float64, score_cutoff=60, workers=1)[0]
+        near = np.flatnonzero(wratio >= 60)
+        ratio = process.cdist([key], [self.keys[i] for i in near], scorer=fuzz.ratio, dtype=np.float64, workers=1)[0]
+        blended = FUZZY_WEIGHT * (0.5 * wratio[near] + 0.5 * ratio)
+        cut = None  # the limit-th best score once `limit` concepts are found; lower keys cannot change the answer
+        for i in np.argsort(-blended, kind="stable"):
+            candidate, score = self.keys[near[i]], float(blended[i])
+            if cut is not None and round(score, 2) < cut:
+                break
             if candidate == key:
                 continue
-            # WRatio rewards partial matches; blend with plain ratio so a closer whole name wins.
-            blended = FUZZY_WEIGHT * (0.5 * score + 0.5 * fuzz.ratio(key, candidate))
             for cid, string, _preferred in self.by_key[candidate]:
-                offer(cid, string, blended)
+                offer(cid, string, score)
+            if cut is None and len(best) >= limit:
+                cut = sorted((h.score for h in best.values()), reverse=True)[limit - 1]
         ranked = sorted(best.values(), key=lambda h: (-h.score, -self.weight[h.id], len(h.name), h.id))
         return ranked[:limit]

@@ -242,6 +242,38 @@ def test_a_read_only_query_cannot_read_files_unless_allowed(small_db, tmp_path, 
         assert store.query("MATCH (c:Concept {id: 'T:heart'}) RETURN c.id AS Set") == [{"Set": "T:heart"}]
     uri = f"embedded://{small_db}"
     assert main(["kg", "query", load, "--graph", uri]) == 3
-    assert "file access was not allowed" in capsys.readouterr().err
+    assert "--allow-files" in capsys.readouterr().err
     assert main(["kg", "query", load, "--graph", uri, "--allow-files", "--json"]) == 0
     assert "the secret" in capsys.readouterr().out
+
+
+# Case 9: look-up ranking does not depend on the limit; ids in any case; a limit below 1 is refused
+
+
+def test_lookup_ranking_does_not_depend_on_the_limit():
+    from kg.lookup import NameIndex
+
+    # Twelve names hold the query whole (WRatio 90 by partial match) but are far from it as whole names;
+    # the closest whole name scores lower by WRatio alone (86.7), so a cut by WRatio first (at limit * 5) lost it.
+    decoys = [f"pleural efusion of the {w} region" for w in
+              ("left", "right", "upper", "lower", "apical", "basal", "middle", "anterior", "posterior", "lateral", "medial", "central")]
+    index = NameIndex([(f"D{i}", name, [], 1) for i, name in enumerate(decoys)] + [("X", "plerual efusoin", [], 1)])
+    full = index.search("pleural efusion", 20)
+    assert full[0].id == "X"
+    assert [index.search("pleural efusion", k) for k in range(1, 14)] == [full[:k] for k in range(1, 14)]
+
+
+def test_lookup_by_id_in_any_case_and_limits_below_one(small_db):
+    from graphdb.embedded import EmbeddedStore
+    from kg.errors import InputError
+
+    with EmbeddedStore(small_db) as store:
+        for text in ("T:effusion", "t:EFFUSION"):
+            first = store.lookup(text, 3)[0]
+            assert (first.id, first.score) == ("T:effusion", 100.0)
+        assert len(store.neighbors("T:effusion", limit=1)) == 1
+        for limit in (0, -1):
+            with pytest.raises(InputError, match="limit must be at least 1"):
+                store.neighbors("T:effusion", limit=limit)
+            with pytest.raises(InputError, match="limit must be at least 1"):
+                store.lookup("effusion", limit)

@@ -88,16 +88,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", type=Path, help="where vocab/umls/SemGroups.txt is (default: $MEDKG_DATA_DIR or ../shared/data)")
     p.set_defaults(func=cmd_load)
 
-    p = kg.add_parser("lookup", parents=[graph_opt, json_opt], help="concepts by name or synonym, ranked")
+    p = kg.add_parser("lookup", parents=[graph_opt, json_opt], help="concepts by name, synonym or id (any case), ranked")
     p.add_argument("text")
-    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--limit", type=int, default=10, help="at most this many concepts, at least 1; the ranking does not depend on it")
     p.set_defaults(func=cmd_lookup)
 
     p = kg.add_parser("neighbors", parents=[graph_opt, json_opt], help="concepts around a concept")
     p.add_argument("id")
     p.add_argument("--depth", type=int, default=1)
     p.add_argument("--rel", nargs="+", metavar="R", help="relationship types to follow (IS_A, LOCATED_AT, ...)")
-    p.add_argument("--limit", type=int, default=500)
+    p.add_argument("--limit", type=int, default=500, help="at most this many concepts, at least 1")
     p.set_defaults(func=cmd_neighbors)
 
     p = kg.add_parser("similar", parents=[graph_opt, json_opt], help="concepts ranked by embedding similarity (after `medkg embed export --graph`)")
