@@ -45,7 +45,7 @@ class Match:
 @dataclass(frozen=True, slots=True)
 class PhraseRule:
     pattern: re.Pattern[str]
-    concept_id: str
+    concept_id: str | None  # None: the phrase names no concept and keeps its words from matching one
     assertion: str | None
 
 
@@ -54,6 +54,9 @@ def load_phrase_rules(index: ConceptIndex) -> list[PhraseRule]:
     rules = []
     text = files("extract").joinpath("data/radiology_phrases.tsv").read_text(encoding="utf-8")
     for row in csv.DictReader(line for line in text.splitlines() if not line.startswith("#")):
+        if not row["concept"]:  # a phrase that names no finding: its words are taken, no mention is made
+            rules.append(PhraseRule(re.compile(row["pattern"], re.I), None, None))
+            continue
         concept_id = index.resolve(row["concept"])
         if concept_id is not None:  # a graph without that concept simply has no such rule
             rules.append(PhraseRule(re.compile(row["pattern"], re.I), concept_id, row["assertion"] or None))
@@ -112,9 +115,11 @@ class ConceptMatcher:
             for m in rule.pattern.finditer(text, start, end):
                 if any(a < m.end() and m.start() < b for a, b in taken):
                     continue
+                taken.append((m.start(), m.end()))
+                if rule.concept_id is None:
+                    continue
                 trigger = m.group("cue") if rule.assertion and "cue" in rule.pattern.groupindex else None
                 found.append(Match(rule.concept_id, m.start("term"), m.end("term"), 1.0, rule.assertion, trigger))
-                taken.append((m.start(), m.end()))
         tokens = [(m.start(), m.end(), _norm(m.group())) for m in WORD.finditer(text, start, end)]
         tokens = [t for t in tokens if not any(a <= t[0] < b for a, b in taken)] if taken else tokens
         covered = self._exact(text, tokens, found)

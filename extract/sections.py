@@ -7,7 +7,9 @@ run time; `canonical_name` maps each title to one of the canonical names above, 
 
 A title counts where it starts a line (after spaces or tabs), written as in the lexicon (MIMIC-CXR
 titles are upper case), and is followed by ":" ("FINDINGS:", " INDICATION:  ___F with cough").
-NegBio's "FINAL REPORT" header needs no colon. Titles are matched by one compiled regex.
+An upper-case title of a known section also counts inside a paragraph, right after the end of a
+sentence ("... normal in size. IMPRESSION: No pneumothorax."), where reports written as one
+paragraph put it. NegBio's "FINAL REPORT" header needs no colon. Titles are matched by one compiled regex.
 
 Offsets: a section's `start` is where its body begins (after the title, the colon and the
 whitespace after them), its `end` is where the next title starts, less the whitespace before it
@@ -122,11 +124,13 @@ class SectionSplitter:
         if not names:
             raise ValueError("no section titles given")
         self.names = names  # normalized title -> canonical name
-        alternatives = "|".join(
-            r"[ \t]+".join(map(re.escape, title.split())) for title in sorted(names, key=lambda t: (-len(t), t))
-        )
+        def alternatives(titles: Iterable[str]) -> str:
+            return "|".join(r"[ \t]+".join(map(re.escape, t.split())) for t in sorted(titles, key=lambda t: (-len(t), t)))
+
+        inline = alternatives(t for t, name in names.items() if t.isupper() and name != "OTHER")
         self._pattern = re.compile(
-            rf"^[ \t]*(?:(?P<title>{alternatives})[ \t]*:|(?P<header>{re.escape(HEADER)})[ \t]*:?)[ \t]*",
+            rf"^[ \t]*(?:(?P<title>{alternatives(names)})[ \t]*:|(?P<header>{re.escape(HEADER)})[ \t]*:?)[ \t]*"
+            rf"|(?<=[.!?])[ \t]+(?P<inline>{inline})[ \t]*:[ \t]*",
             re.MULTILINE,
         )
 
@@ -149,7 +153,7 @@ class SectionSplitter:
         name, body = "OTHER", 0
         for m in self._pattern.finditer(text):
             self._add(sections, text, name, body, m.start())
-            title = m.group("title")
+            title = m.group("title") or m.group("inline")
             name = self.names[" ".join(title.split())] if title else EXACT[HEADER]
             body = m.end()
         self._add(sections, text, name, body, len(text))

@@ -277,3 +277,32 @@ def test_lookup_by_id_in_any_case_and_limits_below_one(small_db):
                 store.neighbors("T:effusion", limit=limit)
             with pytest.raises(InputError, match="limit must be at least 1"):
                 store.lookup("effusion", limit)
+
+
+# Extraction friction: stock normal statements name no finding; an inline IMPRESSION starts that section
+
+
+def mentions_of(extractor, text: str) -> list[tuple[str, str, str, str]]:
+    from extract.model import Report
+
+    return [(m.name, m.text, m.section, m.assertion) for m in extractor.mentions(Report("r", text, "text"))]
+
+
+@pytest.mark.parametrize("text", ["No acute cardiopulmonary disease.", "No acute cardiopulmonary process.",
+                                  "IMPRESSION: No acute cardiopulmonary disease."])
+def test_no_acute_cardiopulmonary_disease_names_no_finding(extractor, text):
+    assert mentions_of(extractor, text) == []  # it was cor pulmonale (a DOID synonym), and "process" a concept
+
+
+def test_cor_pulmonale_by_name_is_still_found(extractor):
+    assert mentions_of(extractor, "Findings consistent with cor pulmonale.") == [("cor pulmonale", "cor pulmonale", "OTHER", "present")]
+
+
+def test_an_inline_impression_starts_the_impression_section(extractor):
+    text = "The heart is normal in size. IMPRESSION: No pneumothorax."
+    assert ("pneumothorax", "pneumothorax", "IMPRESSION", "absent") in mentions_of(extractor, text)  # was OTHER and present
+    text = "FINDINGS: Heart size normal. IMPRESSION: Right lower lobe pneumonia."
+    assert [(s.name, text[s.start:s.end]) for s in SPLITTER.split(text)] == [
+        ("FINDINGS", "Heart size normal."), ("IMPRESSION", "Right lower lobe pneumonia.")]
+    for prose in ("History of pneumonia. Impression: improving.", "Seen by Dr. IMPRESSION on call", "No effusion.IMPRESSION: x"):
+        assert [s.name for s in SPLITTER.split(prose)] == ["OTHER"]  # lower case, no colon, or no space: not a title
