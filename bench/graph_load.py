@@ -8,12 +8,17 @@ This bench builds a seeded, synthetic UMLS-shaped `KnowledgeGraph` and, in one r
 - loads a random sample of its relationships with a naive one-`CREATE`-per-row Cypher
   loader into another fresh store, as the baseline the bulk loader is measured against;
 - loads the graph a second time and checks that the counts do not change;
-- times 2-hop queries and `GraphStore.neighbors(depth=2)` on the loaded graph.
+- times 2-hop queries and `GraphStore.neighbors(depth=2)` on the loaded graph;
+- loads a smaller graph of the same shape over Bolt, the Neo4j backend's path (`UNWIND $rows
+  ... MERGE` transactions), into a fresh ArcadeDB server (tests/bolt_server.py) per batch size,
+  beside the embedded `COPY` load of that same graph as its baseline, and loads it again at
+  the default batch size to check that nothing changes.
 
 Run from the repository root:
 
     .venv/bin/python bench/graph_load.py [--concepts 200000] [--relationships 1000000]
                                          [--naive-sample 20000] [--seed 0]
+                                         [--bolt-relationships 100000] [--bolt-batches 1000,5000,10000,20000]
 
 Exits 1 when a load loses rows or the second load changes the counts; the speed goals
 are reported, not enforced.
@@ -37,11 +42,16 @@ import ladybug
 import numpy as np
 
 from graphdb.embedded import EmbeddedStore
+from graphdb.neo4j_store import BATCH, Neo4jStore, connect
 from graphdb.schema import CONCEPT, CONCEPT_PROPERTIES, RELATIONSHIP_PROPERTIES, RELATIONSHIP_TYPES
 from kg.graph import Concept, KnowledgeGraph, Relation
 from kg.problems import ProblemLog
-from kg.tables import read_tables
+from kg.tables import GraphTables, read_tables
 from kg.write import write_graph_rrf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.bolt_server
+from tests.bolt_server import HEAP as BOLT_HEAP
+from tests.bolt_server import bolt_server
 
 # (TUI, name, semantic group, share of concepts whose first type it is)
 SEMANTIC_TYPES = (
@@ -287,6 +297,61 @@ def relationship_sample(rng: np.random.Generator, kg: KnowledgeGraph, size: int)
     return list(itertools.compress(kg.relations(), chosen.tolist()))
 
 
+# ---- the Bolt load path ---------------------------------------------------------------------
+
+@dataclass
+class BoltRun:
+    batch_size: int
+    seconds: float
+    counts_ok: bool
+    reload_seconds: float | None = None  # the second load, at the default batch size only
+    reload_unchanged: bool | None = None
+
+
+def bolt_load(tables: GraphTables, expected: dict[str, int], batch_size: int, root: Path, reload: bool) -> tuple[BoltRun, str]:
+    """Load `tables` over Bolt into a fresh server (a cold JVM for every batch size alike); and the server's agent."""
+    with bolt_server(root) as server, Neo4jStore(connect(server.uri, server.user, server.password), server.uri, read_only=False) as store:
+        agent = store._driver.get_server_info().agent
+        store.batch_size = batch_size
+        _, seconds = timed(lambda: store.load(tables, progress=False))
+        counts = store.counts()
+        run = BoltRun(batch_size, seconds, counts == expected)
+        if reload:
+            summary, run.reload_seconds = timed(lambda: store.load(tables, progress=False))
+            run.reload_unchanged = store.counts() == counts and all(t.added == t.updated == 0 for t in summary.tables.values())
+    return run, agent
+
+
+def bolt_bench(args: argparse.Namespace) -> list[str]:
+    """The Bolt loads beside the embedded load of the same graph; returns failures."""
+    kg = synthetic_graph(args.seed, args.bolt_relationships // 5, args.bolt_relationships)
+    expected, tables = graph_counts(kg), kg.to_tables()
+    n_rels = kg.num_relations
+    runs, agent = [], ""
+    with tempfile.TemporaryDirectory(prefix="medkg-bench-bolt-") as tmp:
+        with EmbeddedStore(Path(tmp) / "baseline", read_only=False) as store:
+            _, embedded_s = timed(lambda: store.load(tables, progress=False))
+        for batch_size in args.bolt_batches:
+            run, agent = bolt_load(tables, expected, batch_size, Path(tmp) / f"bolt-{batch_size}", reload=batch_size == BATCH)
+            runs.append(run)
+            print(f"Bolt load, batches of {batch_size:,}: {run.seconds:.1f} s = {n_rels / run.seconds:,.0f} rels/s", flush=True)
+    best = min(runs, key=lambda r: r.seconds)
+    default = next((r for r in runs if r.reload_seconds is not None), None)
+    print(
+        f"\nBolt server      : {agent} (arcadedb-embedded), JVM heap {BOLT_HEAP}; load average {os.getloadavg()[0]:.1f}\n"
+        f"graph            : {kg.num_concepts:,} concepts, {n_rels:,} relationships (same generator, seed {args.seed})\n"
+        f"embedded COPY    : {embedded_s:.1f} s = {n_rels / embedded_s:,.0f} rels/s (baseline, same graph)\n"
+        + "".join(f"Bolt UNWIND MERGE: batches of {r.batch_size:>6,}: {r.seconds:6.1f} s = {n_rels / r.seconds:7,.0f} rels/s"
+                  f"  (embedded is {r.seconds / embedded_s:,.0f}x faster)\n" for r in runs)
+        + f"best batch size  : {best.batch_size:,} (medkg's default: {BATCH:,})"
+        + (f"\nBolt second load : {default.reload_seconds:.1f} s, counts unchanged: {default.reload_unchanged}" if default else "")
+    )
+    failures = [f"Bolt load with batches of {r.batch_size:,} stored other counts than {expected}" for r in runs if not r.counts_ok]
+    if default and not default.reload_unchanged:
+        failures.append("the second Bolt load changed the graph")
+    return failures
+
+
 # ---- the run --------------------------------------------------------------------------------
 
 def parse_args() -> argparse.Namespace:
@@ -296,6 +361,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--naive-sample", type=int, default=20_000, help="relationships the naive per-row loader inserts")
     parser.add_argument("--queries", type=int, default=200, help="timed 2-hop queries")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bolt-relationships", type=int, default=100_000,
+                        help="relationships of the graph loaded over Bolt (concepts: a fifth of that); 0 skips the Bolt loads")
+    parser.add_argument("--bolt-batches", type=lambda text: [int(b) for b in text.split(",")], default=[1_000, 5_000, 10_000, 20_000],
+                        help="comma-separated rows per UNWIND transaction to measure")
     return parser.parse_args()
 
 
@@ -357,15 +426,17 @@ def main() -> int:
         f"second load      : {reload_s:.1f} s, counts unchanged: {unchanged}\n"
         f"2-hop query      : median {np.median(two_hop_ms):.1f} ms, p95 {np.percentile(two_hop_ms, 95):.1f} ms"
         f" ({len(two_hop_ms)} queries, median {np.median(sizes):,.0f} concepts reached);"
-        f" neighbors(depth=2) median {np.median(neighbors_ms):.1f} ms"
+        f" neighbors(depth=2) median {np.median(neighbors_ms):.1f} ms",
+        flush=True,
     )
+    bolt_failures = bolt_bench(args) if args.bolt_relationships else []
     failures = [
         message for ok, message in (
             (loaded_all, f"first load stored {first_counts}, expected {expected}"),
             (unchanged, f"second load changed counts from {first_counts} to {second_counts}"),
             (naive_ok, f"naive loader stored {naive_counts} for {len(sample):,} relationships"),
         ) if not ok
-    ]
+    ] + bolt_failures
     for message in failures:
         print(f"FAIL: {message}", file=sys.stderr)
     return 1 if failures else 0

@@ -137,6 +137,7 @@ def _connection_failure(error: BaseException) -> str:
 
 
 class Neo4jStore(GraphStore):
+    batch_size = BATCH  # rows per UNWIND transaction; bench/graph_load.py measures others
     embeddings_query = (f"MATCH (c:{CONCEPT}) WHERE c.{EMBEDDING_PROPERTY} IS NOT NULL "
                         f"RETURN c.id AS id, c.{EMBEDDING_PROPERTY} AS vector")
 
@@ -185,8 +186,8 @@ class Neo4jStore(GraphStore):
 
     def _batched(self, cypher: str, table: pa.Table, advance: Callable[[int], None] = lambda rows: None) -> TableLoad:
         load = TableLoad()
-        for start in range(0, table.num_rows, BATCH):
-            batch = table.slice(start, BATCH)
+        for start in range(0, table.num_rows, self.batch_size):
+            batch = table.slice(start, self.batch_size)
             row = self._run(cypher, {"rows": batch.to_pylist()}, write=True)[0]
             load.added += row["added"]
             load.updated += row["updated"]
@@ -205,8 +206,8 @@ class Neo4jStore(GraphStore):
 
     def _store_embeddings(self, table: pa.Table) -> None:
         self._run(CLEAR_EMBEDDINGS, write=True)  # vectors of another model must not stay on concepts left out
-        for start in range(0, table.num_rows, BATCH):
-            self._run(STORE_EMBEDDINGS, {"rows": table.slice(start, BATCH).to_pylist()}, write=True)
+        for start in range(0, table.num_rows, self.batch_size):
+            self._run(STORE_EMBEDDINGS, {"rows": table.slice(start, self.batch_size).to_pylist()}, write=True)
 
     def _shortest_path(self, a: str, b: str, max_depth: int) -> list[PathStep]:
         rows = self._run(shortest_path_statement(max_depth), {"a": a, "b": b})
