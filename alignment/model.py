@@ -15,6 +15,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 from encoders.image import ImageEncoder
 from encoders.text import TextEncoder, TextFeatures, quiet_loading
 from kg.atomic import sibling_directory
-from kg.errors import DamagedFileError, InputError, MissingInputError
+from kg.errors import DamagedFileError, InputError, MedkgError, MissingInputError
 
 from .config import ModelConfig
 from .losses.kad import EntityDecoder
@@ -142,20 +143,35 @@ class AlignmentModel(nn.Module):
             shutil.rmtree(built, ignore_errors=True)
             raise
 
+    @staticmethod
+    def saved_description(directory: str | Path) -> dict[str, Any]:
+        """The saved model's format, config and entity names, read without its weights."""
+        path = Path(directory) / CONFIG_NAME
+        if not path.exists():
+            raise MissingInputError(f"{directory} holds no trained alignment model (no {CONFIG_NAME})")
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise DamagedFileError(f"model damaged: {path} ({error}); train the run again") from None
+        if not isinstance(saved, dict) or saved.get("format") != FORMAT_VERSION:
+            raise InputError(f"{path} was written by another medkg version (format "
+                             f"{saved.get('format') if isinstance(saved, dict) else None}, this version reads {FORMAT_VERSION})")
+        return saved
+
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None) -> AlignmentModel:
         directory = Path(directory)
-        path = directory / CONFIG_NAME
-        if not path.exists():
-            raise MissingInputError(f"{directory} holds no trained alignment model (no {CONFIG_NAME})")
-        saved = json.loads(path.read_text())
-        if saved.get("format") != FORMAT_VERSION:
-            raise InputError(f"{path} was written by another medkg version (format {saved.get('format')}, "
-                             f"this version reads {FORMAT_VERSION})")
+        saved = cls.saved_description(directory)
         config = from_dict(ModelConfig, saved["config"])
-        image = ImageEncoder.from_pretrained(directory / "image", device="cpu")
-        text = TextEncoder.from_pretrained(directory / "text", device="cpu")
-        heads = load_file(str(directory / HEADS_NAME))
+        try:  # a truncated or half-copied file: say which, never a stack trace
+            image = ImageEncoder.from_pretrained(directory / "image", device="cpu")
+            text = TextEncoder.from_pretrained(directory / "text", device="cpu")
+            heads = load_file(str(directory / HEADS_NAME))
+        except MedkgError:
+            raise
+        except Exception as error:
+            raise DamagedFileError(f"model damaged: {directory} ({type(error).__name__}: {str(error)[:200]}); "
+                                   "train the run again") from None
         queries = heads.get("entity_queries")
         model = cls(config, saved["entity_names"], queries, image, text)
         missing, unexpected = model.load_state_dict(heads, strict=False)

@@ -237,7 +237,7 @@ def _resume(out: Path, config: AlignConfig, digest: str, rt: runtime.Runtime, ob
         state = load_checkpoint(out / CHECKPOINT, rt.device)
     except Exception as error:  # a truncated or foreign file: say so, never a stack trace
         raise DamagedFileError(f"{out / CHECKPOINT} is damaged ({type(error).__name__}); delete it to start over, "
-                         "or use a new run directory") from None
+                               "or use a new run directory") from None
     saved = {k: v for k, v in state["config"].items() if k != "medkg_version"}
     check_same_run(out, _flat(saved), _flat(config.as_dict()), RESUMABLE, state["digest"], digest)
     objective.load_state_dict(state["objective"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing as mp
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -97,6 +98,14 @@ def _set_worker(extractor: Extractor | ExtractionConfig) -> None:
     _worker = extractor if isinstance(extractor, Extractor) else Extractor(extractor)
 
 
+def _start_worker(config: ExtractionConfig | None) -> None:
+    """Ctrl-C reaches every process of the terminal's group: a worker leaves it to the parent, which
+    stops the pool (else each worker prints a traceback of its own)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if config is not None:
+        _set_worker(config)
+
+
 def _extract(report: Report) -> tuple[Report, list[Mention]]:
     assert _worker is not None
     return report, _worker.mentions(report)
@@ -122,7 +131,7 @@ def extract_reports(
         if fork:
             _set_worker(extractor)
         context = mp.get_context("fork" if fork else "spawn")
-        with context.Pool(workers, initializer=None if fork else _set_worker, initargs=() if fork else (config,)) as pool:
+        with context.Pool(workers, initializer=_start_worker, initargs=(None if fork else config,)) as pool:
             # The next batch is read and submitted before this one is yielded, so workers never
             # wait for the main process; at most two batches are in memory.
             pending = None

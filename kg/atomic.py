@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -24,8 +25,9 @@ def atomic_open(path: Path, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]
             os.fsync(handle.fileno())  # on disk before it takes the old file's name
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException:  # Ctrl-C may land after the rename, when there is no temporary file left
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
 
 

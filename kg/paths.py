@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+PROJECT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the project layout: shared/ beside the checkout
+
 
 def default_data_dir() -> Path:
-    """`$MEDKG_DATA_DIR`, else `../shared/data` beside the working directory (the project layout)."""
-    return Path(os.environ.get("MEDKG_DATA_DIR") or "../shared/data")
+    """`$MEDKG_DATA_DIR`, else `shared/data` beside the project checkout medkg runs from: the same
+    directory from any working directory."""
+    return Path(os.environ.get("MEDKG_DATA_DIR") or PROJECT_DATA)

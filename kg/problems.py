@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import atomic_open
 from .errors import MedkgError
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,11 @@ class ProblemLog:
 
     def counts(self) -> Counter[str]:
         return Counter(p.kind for p in self.problems)
+
+    def write(self, path: Path) -> None:
+        """Every problem, one a line, written whole or not at all."""
+        with atomic_open(path, "w", encoding="utf-8") as handle:
+            handle.writelines(f"{problem}\n" for problem in self.problems)
 
     def summary(self) -> str:
         if not self.problems:

@@ -1,4 +1,8 @@
-"""UMLS semantic types (TUI) and the 15 semantic groups of McCray et al. (SemGroups.txt)."""
+"""UMLS semantic types (TUI) and the 15 semantic groups of McCray et al. (SemGroups.txt).
+
+The package ships NLM's public SemGroups.txt (kg/data: the open data's copy, unchanged), so loading
+a self-contained RRF directory needs no data directory; the file of a `data_dir` given still wins.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError, MissingInputError
-from .paths import default_data_dir
 
 # Where the open data keeps the semantic groups (the same relative path `kg.open_graph` reads).
 SEMGROUPS_FILE = "vocab/umls/SemGroups.txt"
@@ -21,11 +24,16 @@ class SemanticType:
     group_name: str
 
 
+PACKAGED = Path(__file__).with_name("data") / "SemGroups.txt"
+
+
 def semgroups_path(data_dir: Path | None = None) -> Path:
-    """SemGroups.txt in `data_dir` (default: `kg.paths.default_data_dir()`); FileNotFoundError when it is missing."""
-    path = Path(data_dir or default_data_dir()) / SEMGROUPS_FILE
+    """SemGroups.txt in `data_dir` (MissingInputError when it lacks one), else the packaged copy."""
+    if data_dir is None:
+        return PACKAGED
+    path = Path(data_dir) / SEMGROUPS_FILE
     if not path.exists():
-        raise MissingInputError(f"semantic groups file is missing: {path} (set --data-dir or MEDKG_DATA_DIR)")
+        raise MissingInputError(f"semantic groups file is missing: {path}")
     return path
 
 

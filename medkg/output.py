@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
@@ -24,8 +25,8 @@ def _flatten(row: dict[str, Any]) -> dict[str, Any]:
 
 def print_rows(items: list[Any], as_json: bool, columns: list[str] | None = None) -> None:
     rows = as_rows(items)
-    if as_json:
-        print(json.dumps(rows, ensure_ascii=False, indent=None, default=str))
+    if as_json:  # strict JSON: a NaN or infinity a query computes is null
+        print(json.dumps(_finite(rows), ensure_ascii=False, indent=None, default=str, allow_nan=False))
         return
     if not rows:
         print("(no rows)")
@@ -36,6 +37,16 @@ def print_rows(items: list[Any], as_json: bool, columns: list[str] | None = None
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
     for row in cells:
         print("  ".join(v[:w].ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
 
 def _cell(value: Any) -> str:

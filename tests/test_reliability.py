@@ -42,8 +42,9 @@ def graph(env) -> str:
 
 
 def one_error_line(capsys) -> str:
+    """The one `medkg: error:` line of stderr (warnings about skipped input lines may come before it)."""
     err = capsys.readouterr().err
-    lines = err.strip().splitlines()
+    lines = [line for line in err.splitlines() if line.startswith("medkg:")]
     assert len(lines) == 1 and lines[0].startswith("medkg: error:") and "Traceback" not in err, err
     return lines[0]
 
@@ -151,3 +152,168 @@ def test_a_graph_locked_by_a_writer_is_named_as_being_written(tmp_path, capsys):
         holder.kill()
         holder.wait()
         holder.stdout.close()
+
+
+# Case 8: numbers out of range, damaged files and Ctrl-C give one line, never a traceback
+
+
+def test_out_of_range_numbers_are_one_line_errors_and_json_stays_json(graph, capsys):
+    for argv, message in ((["kg", "lookup", "heart", "--limit", "-1"], "limit must be at least 1, got -1"),
+                          (["kg", "path", "C0018787", "C0018800", "--max-depth", "1000"], "between 1 and 30, got 1000"),
+                          (["kg", "query", "RETURN $n AS n", "--param", f"n={10**30}"], f"--param n: {10**30} does not fit in a 64-bit integer"),
+                          (["kg", "query", "RETURN $n AS n", "--param", "n=[1, -1e999]"], "--param n: -inf is not a finite number"),
+                          (["kg", "query", "RETURN $n AS n", "--param", "n=NaN"], "--param n: NaN is not a number a query can use")):
+        assert main(argv) == 2, argv
+        assert message in one_error_line(capsys), argv
+    assert main(["kg", "query", "RETURN $n AS n, 0.0 / 0.0 AS nan, 1e308 * 10 AS inf", "--param", f"n={2**63 - 1}", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} is not JSON")) == [{"n": 2**63 - 1, "nan": None, "inf": None}]
+
+
+def test_a_damaged_alignment_model_or_checkpoint_is_named(tmp_path, capsys):
+    import torch
+    import yaml
+    from PIL import Image
+
+    from alignment.config import load_config
+    from alignment.model import CONFIG_NAME
+    from alignment.train import _resume
+    from medkg.api.align import config_path
+
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(load_config(config_path("clip")).as_dict()))
+    damaged = run / "model" / CONFIG_NAME
+    damaged.write_bytes(b"")  # zero bytes: a copy that stopped at once
+    Image.new("L", (32, 32)).save(tmp_path / "x.png")
+    assert main(["explain", str(tmp_path / "x.png"), "--checkpoint", str(run), "--out", str(tmp_path / "maps"), "--device", "cpu"]) == 2
+    assert f"model damaged: {damaged}" in one_error_line(capsys)
+    assert main(["evaluate", "--checkpoint", str(run), "--dataset", "csv", "--root", str(tmp_path / "x.csv"), "--out", str(tmp_path / "e"),
+                 "--data-dir", str(tmp_path), "--device", "cpu"]) == 2
+    assert f"model damaged: {damaged}" in one_error_line(capsys)
+
+    (run / "checkpoint.pt").write_bytes(b"")
+
+    class Runtime:
+        device = torch.device("cpu")
+
+    with pytest.raises(Exception, match="checkpoint.pt is damaged .*delete it to start over") as caught:
+        _resume(run, None, "", Runtime(), None, None, None, None)
+    assert isinstance(caught.value, __import__("kg.errors").errors.DamagedFileError)
+
+
+EXTRACT_CLI = """
+import sys
+from medkg.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_during_a_parallel_extraction_stops_with_one_line(open_kg_dir, data_dir, concept_index, medkg_home, tmp_path):
+    """Ctrl-C signals the terminal's whole process group: the pool's workers must not print tracebacks."""
+    out = tmp_path / "mentions.jsonl"
+    env = {**os.environ, "MEDKG_HOME": str(medkg_home), "MEDKG_DATA_DIR": str(data_dir)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", EXTRACT_CLI, "extract", "run", str(data_dir / "iu-xray" / "NLMCXR_reports.tgz"), "--kg", str(open_kg_dir),
+         "--out", str(out), "--workers", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        seen = b""
+        while b"extracting: " not in seen or b" 0 reports" in seen.rsplit(b"\r", 1)[-1]:  # the pool is at work
+            chunk = process.stderr.read1(4096)
+            assert chunk, f"extraction ended before Ctrl-C: {seen.decode()[-2000:]}"
+            seen += chunk
+        time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does in a terminal
+        err = seen + process.stderr.read()
+        process.wait(60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        process.stderr.close()
+    text = err.decode()
+    assert process.returncode == 130 and "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
+    assert text.rstrip().endswith("medkg: interrupted")
+    assert not out.exists()  # nothing half-written in its place
+
+
+# Case 10: one base class for user errors; a bug keeps its traceback
+
+
+def test_a_library_bug_keeps_its_traceback_and_user_errors_are_one_line(graph, capsys, monkeypatch):
+    from medkg.api import kg as kg_api
+
+    assert main(["kg", "neighbors", "C404"]) == 2
+    assert "no concept with id 'C404'" in one_error_line(capsys)
+
+    def bug(*args, **kwargs):
+        raise ValueError("an invariant the code broke")
+
+    monkeypatch.setattr(kg_api, "counts", bug)
+    with pytest.raises(ValueError, match="an invariant the code broke"):  # not turned into "medkg: error: ..."
+        main(["kg", "info"])
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/srv/graph")
+
+    monkeypatch.setattr(kg_api, "counts", unreadable)  # the system about a path: the user's to fix
+    assert main(["kg", "info"]) == 2
+    assert one_error_line(capsys) == "medkg: error: Permission denied: /srv/graph"
+
+    def unnamed(*args, **kwargs):
+        raise PermissionError("raised by code, about no path")
+
+    monkeypatch.setattr(kg_api, "counts", unnamed)
+    with pytest.raises(PermissionError):
+        main(["kg", "info"])
+
+
+def test_every_error_class_of_the_library_is_a_medkg_error():
+    from alignment.data.records import DatasetError
+    from alignment.explain import UnknownEntityError
+    from alignment.settings import ConfigError
+    from extract.lexicon import LexiconError
+    from graphdb.readonly import FileAccessError, ReadOnlyError
+    from graphdb.store import ConceptNotFoundError, CredentialsError, GraphDBError, NoEmbeddingsError
+    from kg.errors import MedkgError
+    from kg.problems import MalformedInputError
+
+    for kind in (DatasetError, UnknownEntityError, ConfigError, LexiconError, ReadOnlyError, FileAccessError, ConceptNotFoundError,
+                 CredentialsError, GraphDBError, NoEmbeddingsError, IncompleteGraphError, MalformedInputError):
+        assert issubclass(kind, MedkgError), kind
+
+
+# Friction: -v anywhere, defaults that do not depend on the working directory, every problem in a file
+
+
+def test_verbose_is_accepted_before_and_after_the_command():
+    from medkg.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["-v", "kg", "info"]).verbose
+    assert parser.parse_args(["kg", "info", "-v"]).verbose
+    assert parser.parse_args(["kg", "load", "DIR", "--verbose"]).verbose
+    assert not parser.parse_args(["kg", "info"]).verbose
+
+
+def test_defaults_resolve_against_the_project_and_a_plain_rrf_directory_loads_anywhere(env, monkeypatch, capsys):
+    from kg.paths import default_data_dir
+
+    out = env / "umls-kg"
+    assert main(["kg", "build", "--source", "umls", "--umls-dir", str(META), "--out", str(out), "-q"]) == 0
+    monkeypatch.delenv("MEDKG_DATA_DIR")
+    monkeypatch.chdir(env)  # outside the repository: no ../shared/data here
+    assert default_data_dir() == ROOT.parent / "shared" / "data"
+    assert main(["kg", "load", str(out), "-q", "--graph", f"embedded://{env / 'db'}"]) == 0  # the packaged SemGroups.txt
+    assert main(["kg", "load", str(out), "-q", "--graph", f"embedded://{env / 'db'}", "--data-dir", str(env)]) == 2
+    assert f"semantic groups file is missing: {env / 'vocab' / 'umls' / 'SemGroups.txt'}" in one_error_line(capsys)
+
+
+def test_every_build_problem_is_written_to_a_file_named_on_the_terminal(env, capsys):
+    out = env / "umls-kg"
+    assert main(["kg", "build", "--source", "umls", "--umls-dir", str(META), "--out", str(out), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped input: 4 problems: 2 column count, 1 encoding, 1 dangling relation (all 4 in {out / 'problems.txt'}" in err
+    lines = (out / "problems.txt").read_text().splitlines()
+    assert len(lines) == 4 and lines[0].startswith(f"{META / 'MRCONSO.RRF'}:9: column count")

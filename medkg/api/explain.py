@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 from collections.abc import Sequence
@@ -143,7 +142,7 @@ def explain(images: Sequence[Path], checkpoint: Path, out: Path, entities: Seque
 
     from alignment.evaluate import run_config
     from alignment.explain import MANIFEST, RESIZES, Explainer, default_temperature, write_explanations
-    from alignment.model import CONFIG_NAME, AlignmentModel
+    from alignment.model import AlignmentModel
     from alignment.viewer import write_viewer
     from encoders.device import resolve_device
     from encoders.transforms import ImageTransform
@@ -163,7 +162,7 @@ def explain(images: Sequence[Path], checkpoint: Path, out: Path, entities: Seque
     text = read_report(report) if report is not None else None
     run, model_dir = run_paths(Path(checkpoint))
     config = run_config(run)
-    saved = json.loads((model_dir / CONFIG_NAME).read_text())  # names and decoder known before the weights load
+    saved = AlignmentModel.saved_description(model_dir)  # names and decoder known before the weights load
     if not (saved.get("config") or {}).get("decoder"):
         raise InputError(f"{checkpoint}: this model has no entity decoder (a run of config clip, gloria, mgca or "
                          "medclip); explain needs one trained with the entity losses (configs kad, medkg)")

@@ -27,12 +27,11 @@ def build_graph(
 ) -> BuildSummary | SubsetSummary:
     """Write the four RRF tables of the open radiology graph or of a UMLS subset to `out`."""
     problems = problems if problems is not None else ProblemLog()
-    data_dir = Path(data_dir or default_data_dir())
     if source == "open":
-        return build_open_graph(data_dir, out, problems, progress)
+        return build_open_graph(Path(data_dir or default_data_dir()), out, problems, progress)
     if source == "umls":
         if umls_dir is None:
-            raise InputError("--umls-dir META is required with --source umls")
+            raise InputError("a UMLS build needs the UMLS META directory (umls_dir)")
         types = read_semgroups(semgroups_path(data_dir))
         return subset_umls(umls_dir, out, flt or UMLSFilter(), types, problems, progress)
     raise InputError(f"unknown source {source!r}: use 'open' or 'umls'")

@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from graphdb.readonly import FileAccessError, ReadOnlyError
 from graphdb.store import ConceptNotFoundError, GraphNotFoundError, IncompleteGraphError, NoEmbeddingsError
 from kg.errors import MedkgError
@@ -38,16 +40,29 @@ def build_parser() -> argparse.ArgumentParser:
     align.register(commands)
     explain.register(commands)
     evaluate.register(commands)
+    _verbose_everywhere(parser)
     return parser
+
+
+def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """`-v` after the command too (`medkg kg load DIR -v`). SUPPRESS: a subcommand that is not given it
+    leaves the value the main parser set."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if "--verbose" not in sub._option_string_actions:
+                    sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more")
+                _verbose_everywhere(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="medkg: %(message)s")
     try:
-        args.func(args)
+        with logging_redirect_tqdm():  # warnings print above a progress bar, not through it
+            args.func(args)
     except KeyboardInterrupt as error:  # training's own interruption says where its checkpoint is
-        print(f"medkg: {error or 'interrupted'}", file=sys.stderr)
+        print(f"medkg: {str(error) or 'interrupted'}", file=sys.stderr)
         return 130
     except ReadOnlyError as error:
         print(f"medkg: {_with_hint(error)}", file=sys.stderr)

@@ -25,7 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                                         "Shipped configs: clip, medclip, gloria, mgca, kad, medkg, medkg-gpu.")
     p.add_argument("--config", required=True, help="a YAML config, or the name of a shipped one (e.g. medkg)")
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoint, metrics, model)")
-    p.add_argument("--data-dir", type=Path, help="where the config's relative paths point (default: $MEDKG_DATA_DIR or ../shared/data)")
+    p.add_argument("--data-dir", type=Path, help="where the config's relative paths point (default: $MEDKG_DATA_DIR, else shared/data beside the project)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=2 --set loss.clip=0.5 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (the default when it has a checkpoint)")

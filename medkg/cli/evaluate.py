@@ -37,7 +37,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--probe", action="store_true", help="also train linear probes on frozen image features")
     p.add_argument("--split", choices=("test", "valid", "all"),
                    help="patients to evaluate: default test on the run's own corpus, all on another dataset")
-    p.add_argument("--data-dir", type=Path, help="where the run config's paths point (default: $MEDKG_DATA_DIR or ../shared/data)")
+    p.add_argument("--data-dir", type=Path, help="where the run config's paths point (default: $MEDKG_DATA_DIR, else shared/data beside the project)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples of the AUC intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the probe's subsets (default 0)")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image or row")

@@ -6,12 +6,13 @@ import argparse
 from pathlib import Path
 
 from graphdb.neo4j_admin import import_command
+from kg.errors import InputError
 from kg.problems import ProblemLog
 from kg.umls import UMLSFilter
 
 from ..api import kg as kg_api
 from ..output import print_rows
-from .common import graph_opt, json_opt, params, problems_footer, run_opt
+from .common import PROBLEMS_FILE, graph_opt, json_opt, params, problems_footer, run_opt
 
 
 def cmd_build(args: argparse.Namespace) -> None:
@@ -21,9 +22,11 @@ def cmd_build(args: argparse.Namespace) -> None:
         semantic_types=set(args.semantic_types) if args.semantic_types else None,
         semantic_groups=set(args.semantic_groups) if args.semantic_groups else None,
     )
+    if args.source == "umls" and args.umls_dir is None:
+        raise InputError("--umls-dir META is required with --source umls")
     summary = kg_api.build_graph(args.out, args.source, args.data_dir, args.umls_dir, flt, problems, progress=not args.quiet)
     print(summary)
-    problems_footer(problems)
+    problems_footer(problems, args.out / PROBLEMS_FILE)
 
 
 def cmd_load(args: argparse.Namespace) -> None:
@@ -74,7 +77,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     p = kg.add_parser("build", parents=[run_opt], help="write a knowledge graph as UMLS RRF files")
     p.add_argument("--source", choices=["open", "umls"], default="open", help="open vocabularies, or a licensed UMLS release")
-    p.add_argument("--data-dir", type=Path, help="open data (default: $MEDKG_DATA_DIR or ../shared/data)")
+    p.add_argument("--data-dir", type=Path, help="open data (default: $MEDKG_DATA_DIR, else shared/data beside the project)")
     p.add_argument("--umls-dir", type=Path, metavar="META", help="UMLS META directory with MRCONSO.RRF etc.")
     p.add_argument("--out", type=Path, required=True, help="output directory for the RRF files")
     p.add_argument("--sab", nargs="+", help="UMLS: keep these source vocabularies")
@@ -85,7 +88,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     p = kg.add_parser("load", parents=[graph_opt, run_opt], help="load an RRF directory into the graph database")
     p.add_argument("dir", type=Path)
-    p.add_argument("--data-dir", type=Path, help="where vocab/umls/SemGroups.txt is (default: $MEDKG_DATA_DIR or ../shared/data)")
+    p.add_argument("--data-dir", type=Path, help="take vocab/umls/SemGroups.txt from here (default: the copy medkg ships)")
     p.set_defaults(func=cmd_load)
 
     p = kg.add_parser("lookup", parents=[graph_opt, json_opt], help="concepts by name, synonym or id (any case), ranked")
@@ -126,5 +129,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["neo4j-admin"], default="neo4j-admin")
     p.add_argument("dir", type=Path)
     p.add_argument("out", type=Path)
-    p.add_argument("--data-dir", type=Path, help="where vocab/umls/SemGroups.txt is (default: $MEDKG_DATA_DIR or ../shared/data)")
+    p.add_argument("--data-dir", type=Path, help="take vocab/umls/SemGroups.txt from here (default: the copy medkg ships)")
     p.set_defaults(func=cmd_export)
