@@ -7,6 +7,7 @@ behaviour instead; nothing is skipped."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -250,6 +251,21 @@ def test_stored_vectors_rank_concepts_by_cosine(uri):
         reload = store.load(small_graph(), progress=False)  # loads leave stored vectors alone
         assert reload.tables["Concept"].unchanged == 7 and not reload.tables["Concept"].updated
         assert [s.id for s in store.similar("T:effusion")] == ["T:heart"]
+
+
+def test_the_command_line_loads_and_answers_from_either_backend(uri, tmp_path, capsys):
+    from kg.write import write_graph_rrf
+
+    write_graph_rrf(small_graph(), tmp_path / "rrf")
+    load = ["kg", "load", str(tmp_path / "rrf"), "--graph", uri, "--quiet"]
+    assert main(load) == 0 and main(load) == 0
+    second = capsys.readouterr().out.split("table ")[-1]  # the second load's summary
+    assert "Concept" in second and "rejected 0" in second
+    assert [line.split()[1:3] for line in second.splitlines()[1:-1]] == [["0", "0"]] * (len(second.splitlines()) - 2)
+    query = ["kg", "query", "MATCH (c:Concept)-[r:IS_A]->(p:Concept) WHERE c.id STARTS WITH $p RETURN c.id AS id ORDER BY id",
+             "--param", f"p={PREFIX}", "--graph", uri, "--json"]
+    assert main(query) == 0
+    assert json.loads(capsys.readouterr().out) == [{"id": "T:effusion"}, {"id": "T:pleural_disease"}, {"id": "T:ptx"}]
 
 
 def test_credentials_never_appear_in_messages():
