@@ -126,6 +126,7 @@ class TrainConfig:
     patch_dropout_unmasked_epochs: int = 0  # the last epochs run unmasked
     grad_cache_chunk: int = 0             # > 0: gradient caching (alignment.grad_cache), encoders run in chunks of this size
     threads: int = 0                      # CPU threads; 0 leaves torch's default
+    max_minutes: float = 0.0              # > 0: a time budget for the run (alignment.train.plan_epochs); 0 none
 
     def __post_init__(self) -> None:
         _one_of("train.precision", self.precision, PRECISIONS)
@@ -134,6 +135,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1")
         if not 0 <= self.patch_dropout < 1:
             raise ConfigError("train.patch_dropout must be in [0, 1)")
+        if self.max_minutes < 0:
+            raise ConfigError("train.max_minutes must be >= 0 (0: no time budget)")
         if self.grad_cache_chunk < 0:
             raise ConfigError("train.grad_cache_chunk must be >= 0 (0: no gradient caching)")
 

@@ -32,6 +32,14 @@ class Runtime:
         if self.world > 1:
             dist.barrier()
 
+    def agree(self, value: int) -> int:
+        """Rank 0's `value` on every process: decisions from wall-clock time must not differ between ranks."""
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.long, device=self.device)
+        dist.broadcast(tensor, 0)
+        return int(tensor.item())
+
     def autocast(self, precision: str) -> contextlib.AbstractContextManager:
         """bf16/fp16 autocast on CUDA; the CPU runs fp32 (CPU autocast is slower than fp32 here)."""
         if self.device.type != "cuda" or precision == "fp32":

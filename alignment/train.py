@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 MODEL_DIR = "model"
 VOCABULARY_FILE = "vocabulary.json"
-RESUMABLE = {"train.epochs", "train.eval_every", "train.checkpoint_every", "train.device", "train.threads"}
+RESUMABLE = {"train.epochs", "train.eval_every", "train.checkpoint_every", "train.device", "train.threads", "train.max_minutes"}
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -63,9 +63,12 @@ class TrainSummary:
     seconds: float
     valid: dict[str, float] = field(default_factory=dict)
     skipped: str = ""
+    configured_epochs: int = 0    # the config's epochs, when the time budget planned fewer
 
     def __str__(self) -> str:
         line = f"trained {self.epochs} epochs ({self.steps} steps), last loss {self.loss:.4f}, {self.seconds:.0f} s this run"
+        if self.configured_epochs > self.epochs:
+            line += f" (the time budget fitted {self.epochs} of the config's {self.configured_epochs} epochs)"
         if self.valid:
             line += "; valid " + ", ".join(f"{k} {v:.3f}" for k, v in self.valid.items())
         text = f"{line}\nmodel: {self.run / MODEL_DIR} (metrics in {self.run / 'metrics.csv'})"
@@ -103,8 +106,7 @@ def _train(config: AlignConfig, out: Path, data_dir: Path, cache_dir: Path, prog
         raise InputError(f"train.accumulate {t.accumulate} exceeds the {batches_per_epoch(len(data.train_images), t.batch_size)} "
                          "batches of an epoch")
     optimizer = torch.optim.AdamW(parameter_groups(objective, t.lr, t.text_lr, t.weight_decay))
-    total = steps_per_epoch * t.epochs
-    schedule = get_cosine_schedule_with_warmup(optimizer, round(t.warmup * total), total)
+    schedule = _schedule(optimizer, t.warmup, steps_per_epoch, t.epochs, 0)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.device.type == "cuda" and t.precision == "fp16")
 
     saved_config = {"medkg_version": version, **config.as_dict()}
@@ -119,11 +121,33 @@ def _train(config: AlignConfig, out: Path, data_dir: Path, cache_dir: Path, prog
 
     started, loss_value = time.perf_counter(), float("nan")
     step, epoch, done_batches = position["step"], position["epoch"], position["batches"]
+    earlier = position["seconds"]  # training time of the runs this one resumes
+
+    scheduled = t.epochs  # the epochs the schedule decays over
+
+    def replan(planned: int) -> int:
+        """The epochs the budget fits now, agreed by all processes; the schedule follows a change."""
+        nonlocal schedule, scheduled
+        fitted = rt.agree(plan_epochs(t.epochs, t.max_minutes, epoch, earlier + time.perf_counter() - started, planned))
+        if fitted != scheduled:
+            schedule, scheduled = _schedule(optimizer, t.warmup, steps_per_epoch, fitted, step), fitted
+            bar.total = steps_per_epoch * fitted
+            bar.refresh()
+        return fitted
+
+    def save(batches: int) -> None:
+        _save(out, rt, objective, optimizer, schedule, scaler, saved_config, data.digest,
+              {"step": step, "epoch": epoch, "batches": batches, "planned": planned,
+               "seconds": earlier + time.perf_counter() - started})
+
     interrupted, restore_sigterm = _interrupt_flag()
-    bar = tqdm(total=total, initial=step, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
+    planned = position["planned"]
+    bar = tqdm(total=steps_per_epoch * planned, initial=step, desc="training", unit="step", disable=not progress,
+               dynamic_ncols=True)
+    planned = replan(planned)
     try:
-        while epoch < t.epochs:
-            keep = 1.0 if epoch >= t.epochs - t.patch_dropout_unmasked_epochs else 1.0 - t.patch_dropout
+        while epoch < planned:
+            keep = 1.0 if epoch >= planned - t.patch_dropout_unmasked_epochs else 1.0 - t.patch_dropout
             objective.train()
             pending = 0
             for index, batch in enumerate(epoch_batches(len(data.train_images), len(data.train_reports), t.batch_size,
@@ -163,14 +187,15 @@ def _train(config: AlignConfig, out: Path, data_dir: Path, cache_dir: Path, prog
                 if interrupted():
                     raise KeyboardInterrupt
                 if t.checkpoint_every and step % t.checkpoint_every == 0:
-                    _save(out, rt, objective, optimizer, schedule, scaler, saved_config, data.digest, step, epoch, done_batches)
+                    save(done_batches)
             epoch, done_batches = epoch + 1, 0
-            if t.eval_every and (epoch % t.eval_every == 0 or epoch == t.epochs) and rt.main:
+            planned = replan(planned)
+            if t.eval_every and (epoch % t.eval_every == 0 or epoch == planned) and rt.main:
                 valid = validate(model, data, transform)
                 metrics.log(step, epoch - 1, "valid", valid)
-            _save(out, rt, objective, optimizer, schedule, scaler, saved_config, data.digest, step, epoch, 0)
+            save(0)
     except KeyboardInterrupt:
-        _save(out, rt, objective, optimizer, schedule, scaler, saved_config, data.digest, step, epoch, done_batches)
+        save(done_batches)
         raise TrainingInterrupted(f"stopped at step {step}; the checkpoint is saved in {out / CHECKPOINT}: "
                                   "run the same command again to resume") from None
     finally:
@@ -182,7 +207,8 @@ def _train(config: AlignConfig, out: Path, data_dir: Path, cache_dir: Path, prog
         data.vocabulary.save(out / VOCABULARY_FILE)  # labels, concept ids and synonyms of the model's entities
     valid_rows = [r for r in read_metrics(metrics.path) if r["split"] == "valid"]
     last_valid = {r["name"]: r["value"] for r in valid_rows if r["step"] == valid_rows[-1]["step"]} if valid_rows else {}
-    return TrainSummary(out, epoch, step, loss_value, time.perf_counter() - started, last_valid, problems.summary())
+    return TrainSummary(out, epoch, step, loss_value, time.perf_counter() - started, last_valid, problems.summary(),
+                        t.epochs)
 
 
 def build_model(config: AlignConfig, data: TrainingData) -> AlignmentModel:
@@ -229,10 +255,31 @@ def validate(model: AlignmentModel, data: TrainingData, transform: ImageTransfor
     return {f"{kind}_mean_auc": zeroshot.mean(zeroshot.label_aucs(s, states[:, rows], labels)) for kind, s in scores.items()}
 
 
+def plan_epochs(epochs: int, max_minutes: float, done: int, seconds: float, planned: int) -> int:
+    """The epochs a run trains: the config's `epochs`, or with a time budget of `max_minutes`, as many as fit
+    at the pace of the `done` epochs so far (`seconds` of training), never fewer than are done. Planned at
+    every epoch end, so the cosine schedule decays to its end within the budget (a run stopped by a deadline
+    mid-schedule would end at a high learning rate); the overrun is at most the epoch that finds the budget
+    spent."""
+    if max_minutes <= 0:
+        return epochs
+    if done == 0:
+        return planned
+    fits = done + int(max(0.0, max_minutes * 60 - seconds) // (seconds / done))
+    return max(done, min(epochs, fits))
+
+
+def _schedule(optimizer: torch.optim.Optimizer, warmup: float, steps_per_epoch: int, epochs: int, step: int) -> Any:
+    """Linear warm-up over the `warmup` share of the steps, then cosine decay to 0, positioned at `step`."""
+    total = steps_per_epoch * epochs
+    return get_cosine_schedule_with_warmup(optimizer, round(warmup * total), total, last_epoch=step - 1)
+
+
 def _resume(out: Path, config: AlignConfig, digest: str, rt: runtime.Runtime, objective: Objective,
-            optimizer: torch.optim.Optimizer, schedule: Any, scaler: torch.amp.GradScaler) -> dict[str, int]:
+            optimizer: torch.optim.Optimizer, schedule: Any, scaler: torch.amp.GradScaler) -> dict[str, Any]:
+    fresh = {"step": 0, "epoch": 0, "batches": 0, "planned": config.train.epochs, "seconds": 0.0}
     if not (out / CHECKPOINT).exists():
-        return {"step": 0, "epoch": 0, "batches": 0}
+        return fresh
     try:
         state = load_checkpoint(out / CHECKPOINT, rt.device)
     except Exception as error:  # a truncated or foreign file: say so, never a stack trace
@@ -246,16 +293,17 @@ def _resume(out: Path, config: AlignConfig, digest: str, rt: runtime.Runtime, ob
     scaler.load_state_dict(state["scaler"])
     if rt.main:
         log.warning("resuming %s at epoch %d, step %d", out, state["epoch"] + 1, state["step"])
-    return {"step": state["step"], "epoch": state["epoch"], "batches": state["batches"]}
+    return {**fresh, **{k: state[k] for k in fresh if k in state}}
 
 
 def _save(out: Path, rt: runtime.Runtime, objective: Objective, optimizer: torch.optim.Optimizer, schedule: Any,
-          scaler: torch.amp.GradScaler, config: dict[str, Any], digest: str, step: int, epoch: int, batches: int) -> None:
+          scaler: torch.amp.GradScaler, config: dict[str, Any], digest: str, position: dict[str, Any]) -> None:
+    """`position`: step, epoch, batches done in it, planned epochs and training seconds so far."""
     if not rt.main:
         return
     save_checkpoint(out / CHECKPOINT, {
         "objective": objective.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-        "scaler": scaler.state_dict(), "config": config, "digest": digest, "step": step, "epoch": epoch, "batches": batches,
+        "scaler": scaler.state_dict(), "config": config, "digest": digest, **position,
     }, rt.device)
 
 

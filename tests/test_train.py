@@ -34,6 +34,7 @@ from alignment.data.split import side_of
 from alignment.dataset import prepare_data
 from alignment.metrics import read_metrics
 from alignment.model import AlignmentModel
+from alignment.train import plan_epochs
 from kg.problems import ProblemLog
 from kg.sources import iu_xray
 from medkg.api import align
@@ -346,6 +347,32 @@ def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_one(u
     assert b == a  # the rows after the checkpoint cut, then logged once, with the same values
 
 
+def test_ctrl_c_stops_cleanly_keeps_the_checkpoint_and_says_how_to_resume(uninterrupted, data_dir, train_home, tmp_path):
+    _, overrides = uninterrupted
+    run = tmp_path / "c"
+    pause_at = 2  # the second step, paused in its metrics row, before its own checkpoint
+    env = {**os.environ, "MEDKG_HOME": str(train_home), "PAUSE_AT": str(pause_at)}
+    process = subprocess.Popen([sys.executable, "-c", SLOW_CLI, *cli_args("medkg", run, data_dir, overrides)], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 240
+    try:
+        while max((r["step"] for r in read_metrics(run / "metrics.csv") if r["split"] == "train"), default=0) < pause_at:
+            assert process.poll() is None, f"the run stopped before Ctrl-C: {process.stderr.read().decode()[-2000:]}"
+            assert time.monotonic() < deadline, "the run did not reach the step in time"
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does in a terminal
+        err = process.communicate(timeout=60)[1].decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert err.rstrip().endswith(f"medkg: stopped at step {pause_at}; the checkpoint is saved in {run / 'checkpoint.pt'}: "
+                                 "run the same command again to resume")
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == pause_at
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
 def test_damaged_checkpoints_and_changed_settings_are_refused(uninterrupted, data_dir, tmp_path, capsys):
     reference, overrides = uninterrupted
     run = tmp_path / "run"
@@ -536,3 +563,30 @@ def test_a_paired_manifest_keeps_each_patients_studies_and_reports_on_one_side(t
             sides.setdefault(image.patient, set()).update({side, side_of_report[report.id]})
     assert len(sides) == 24 and all(len(s) == 1 for s in sides.values())
     assert len({next(iter(s)) for s in sides.values()}) == 3  # the 24 patients fill all three sides
+
+
+# 4. Time budget
+
+
+def test_plan_epochs_fits_the_budget_at_the_measured_pace():
+    assert plan_epochs(10, 0.0, 3, 999.0, 10) == 10         # no budget: the config's epochs
+    assert plan_epochs(10, 1.0, 0, 0.0, 10) == 10           # nothing measured yet
+    assert plan_epochs(10, 1.0, 2, 20.0, 10) == 6           # 10 s an epoch, 40 s left: 4 more
+    assert plan_epochs(10, 1.0, 2, 70.0, 10) == 2           # over budget: stop at what is done
+    assert plan_epochs(10, 60.0, 2, 20.0, 4) == 10          # a bigger budget never goes past the config
+
+
+def test_a_time_budget_trains_fewer_epochs_with_the_schedule_decayed_to_its_end(tiny, open_kg_dir, data_dir, prepared,
+                                                                                 tmp_path):
+    overrides = settings(tiny, open_kg_dir, "train.epochs=50", "train.eval_every=0", "train.max_minutes=0.0001")
+    summary = train("clip", tmp_path / "run", data_dir, overrides)
+    assert summary.epochs == 1 and summary.configured_epochs == 50
+    assert "the time budget fitted 1 of the config's 50 epochs" in str(summary)
+    lrs = [r["value"] for r in read_metrics(tmp_path / "run" / "metrics.csv") if r["name"] == "lr"]
+    assert len(lrs) == steps_per_epoch(prepared)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["planned"] == 1 and state["seconds"] > 0
+    assert all(group["lr"] == 0.0 for group in state["optimizer"]["param_groups"])  # the schedule re-planned to its end
+    # a larger budget resumes the finished run and trains on
+    more = settings(tiny, open_kg_dir, "train.epochs=2", "train.eval_every=0", "train.max_minutes=60")
+    assert train("clip", tmp_path / "run", data_dir, more).epochs == 2
