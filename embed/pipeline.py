@@ -25,7 +25,7 @@ from kg.tables import GraphTables
 
 from .features import concept_features, concepts_in_order
 from .models import KGEConfig, LinkPredictor
-from .run_data import has_run_data, load_run_data, read_source, save_run_data
+from .run_data import check_source, has_run_data, load_run_data, read_source, save_run_data
 from .runs import CHECKPOINT, METRICS, read_metrics
 from .train import load_model
 from .train import train as train_model
@@ -63,6 +63,7 @@ def prepare_run(out: Path, config: KGEConfig, kg: Path | None = None, graph: str
     """The split and text features a run trains on: read from `out` when it has them, else made from the graph
     and kept there (so a resumed run trains on exactly the same data, even if the graph has changed since)."""
     out = Path(out)
+    source = kg if kg is not None else graph
     if not has_run_data(out):
         tables = read_graph(kg, graph, problems)
         triples = Triples.from_tables(tables)
@@ -71,7 +72,9 @@ def prepare_run(out: Path, config: KGEConfig, kg: Path | None = None, graph: str
         split = split_triples(triples, valid, test, config.seed)
         features = (text_features(tables, triples.entity_names, text_encoder, config.device, progress, cache_dir)
                     if config.text_features else None)
-        save_run_data(out, split, features)
+        save_run_data(out, split, features, source, triples)
+    elif source is not None:  # a run continued with its graph named: it must be the graph the run was made from
+        check_source(out, source, Triples.from_tables(read_graph(kg, graph, problems)))
     split, features = load_run_data(out)
     if config.text_features != (features is not None):
         raise InputError(f"{out} was trained {'without' if features is None else 'with'} text features; "

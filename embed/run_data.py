@@ -8,6 +8,7 @@ test as [n, 3] id rows) and, for models with text features, `features.safetensor
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -17,13 +18,14 @@ from torch import Tensor
 
 from graphdb.uri import open_store
 from kg.atomic import atomic_open
-from kg.errors import MissingInputError
+from kg.errors import InputError, MissingInputError
 from kg.problems import ProblemLog
 from kg.tables import GraphTables, read_tables
 
 from .triples import Split, Triples
 
 VOCAB = "vocab.json"
+SOURCE = "source.json"
 SPLIT = "split.safetensors"
 FEATURES = "features.safetensors"
 
@@ -40,9 +42,34 @@ def has_run_data(run_dir: Path) -> bool:
     return (run_dir / SPLIT).exists()
 
 
-def save_run_data(run_dir: Path, split: Split, features: Tensor | None) -> None:
-    """The split last: its presence is what marks the run data complete."""
+def graph_digest(triples: Triples) -> str:
+    """Identifies a graph's triples (ids and names), so that a run is never continued on another graph."""
+    digest = hashlib.sha256("\0".join([*triples.entity_names, "", *triples.relation_names]).encode())
+    digest.update(triples.stacked().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_source(run_dir: Path, source: str | Path, triples: Triples) -> None:
+    """Refuse a graph other than the one the run was made from (InputError saying how to go on); runs
+    made before `source.json` existed are not checked."""
+    path = run_dir / SOURCE
+    if not path.exists():
+        return
+    made = json.loads(path.read_text())
+    if made.get("graph_digest") != graph_digest(triples):
+        raise InputError(f"{run_dir} was made from another graph ({made.get('source')}, {made.get('triples', 0):,} triples) "
+                         f"than {source} ({len(triples):,} triples); leave out --kg/--graph to continue on the data the "
+                         "run keeps, or train into a new --out directory")
+
+
+def save_run_data(run_dir: Path, split: Split, features: Tensor | None, source: str | Path | None = None,
+                  triples: Triples | None = None) -> None:
+    """The split last: its presence is what marks the run data complete. `source` and the whole graph's
+    `triples` identify the graph for later runs into the same directory."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    if source is not None and triples is not None:
+        with atomic_open(run_dir / SOURCE) as f:
+            json.dump({"source": str(source), "graph_digest": graph_digest(triples), "triples": len(triples)}, f)
     with atomic_open(run_dir / VOCAB) as f:
         json.dump({"entities": split.train.entity_names, "relations": split.train.relation_names}, f)
     if features is not None:

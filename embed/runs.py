@@ -5,13 +5,14 @@ RNG states (dropout), so that a resumed run continues exactly as if it had never
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from kg.atomic import atomic_open
-from kg.errors import InputError
+from kg.errors import DamagedFileError, InputError
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -26,9 +27,27 @@ def save_checkpoint(path: Path, state: dict[str, Any], device: torch.device) -> 
         torch.save(state, f)
 
 
+def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The state `save_checkpoint` wrote; DamagedFileError (saying how to go on) when the file is cut short,
+    empty or not a checkpoint: checkpoints are written atomically, so only a copy or a disk can do that."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (OSError, RuntimeError, EOFError, ValueError, KeyError, TypeError, AttributeError, ImportError,
+            pickle.UnpicklingError) as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:100]
+        raise DamagedFileError(f"{path} is damaged ({reason}); "
+                               f"delete it and run the same training command again to start the run from scratch, "
+                               "or put back a good copy") from None
+    if not isinstance(state, dict):
+        raise DamagedFileError(f"{path} is not a medkg checkpoint; delete it and train again")
+    return state
+
+
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     """The state `save_checkpoint` wrote, torch's RNG states restored."""
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = read_checkpoint(path, device)
     torch.set_rng_state(state["torch_rng"].cpu())
     if "cuda_rng" in state and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)

@@ -20,12 +20,13 @@ from torch import Tensor
 from tqdm import tqdm
 
 from kg.atomic import atomic_open
-from kg.errors import InputError
+from kg.errors import DamagedFileError
 
 from .evaluate import evaluate
 from .losses import LOSSES, train_keys
 from .models import KGEConfig, LinkPredictor, build_model
-from .runs import CHECKPOINT, append_metrics, resume_state, save_checkpoint
+from .run_data import SPLIT
+from .runs import CHECKPOINT, append_metrics, read_checkpoint, resume_state, save_checkpoint
 from .triples import Split, Triples
 
 CONFIG = "config.json"
@@ -49,17 +50,29 @@ def train(config: KGEConfig, split: Split, run_dir: Path | str, progress: bool =
     train_ids = split.train.stacked().to(device)
     bar = tqdm(range(done + 1, config.epochs + 1), initial=done, total=config.epochs, desc=config.model,
                unit="epoch", disable=not progress)
-    for epoch in bar:
-        start = time.perf_counter()
-        loss = _train_epoch(model, optimizer, train_ids, config, generator, progress)
-        record: dict[str, Any] = {"epoch": epoch, "loss": loss, "seconds": round(time.perf_counter() - start, 4)}
-        if config.eval_every and epoch % config.eval_every == 0 and len(split.valid):
-            metrics = evaluate(model, split.valid, split.known, config.eval_batch_size)
-            record["valid"] = {k: metrics[k] for k in ("mrr", "hits@1", "hits@3", "hits@10", "mean_rank")}
-        bar.set_postfix(loss=f"{loss:.4f}", **({"valid_mrr": f"{record['valid']['mrr']:.3f}"} if "valid" in record else {}))
-        append_metrics(run_dir, record)
-        _save(run_dir, config, digest, model, optimizer, generator, epoch)
+    try:
+        for epoch in bar:
+            _run_epoch(epoch, model, optimizer, train_ids, config, generator, split, run_dir, digest, bar, progress)
+            done = epoch
+    except KeyboardInterrupt:
+        bar.close()
+        raise KeyboardInterrupt(f"interrupted: {run_dir} keeps its checkpoint after epoch {done} of {config.epochs}; "
+                                "run the same command again to resume") from None
     return model
+
+
+def _run_epoch(epoch: int, model: LinkPredictor, optimizer: torch.optim.Optimizer, train_ids: Tensor, config: KGEConfig,
+               generator: torch.Generator, split: Split, run_dir: Path, digest: str, bar: tqdm, progress: bool) -> None:
+    """One epoch, its metrics record and its checkpoint (written atomically, so a kill leaves the last one whole)."""
+    start = time.perf_counter()
+    loss = _train_epoch(model, optimizer, train_ids, config, generator, progress)
+    record: dict[str, Any] = {"epoch": epoch, "loss": loss, "seconds": round(time.perf_counter() - start, 4)}
+    if config.eval_every and epoch % config.eval_every == 0 and len(split.valid):
+        metrics = evaluate(model, split.valid, split.known, config.eval_batch_size)
+        record["valid"] = {k: metrics[k] for k in ("mrr", "hits@1", "hits@3", "hits@10", "mean_rank")}
+    bar.set_postfix(loss=f"{loss:.4f}", **({"valid_mrr": f"{record['valid']['mrr']:.3f}"} if "valid" in record else {}))
+    append_metrics(run_dir, record)
+    _save(run_dir, config, digest, model, optimizer, generator, epoch)
 
 
 def make_optimizer(model: LinkPredictor, config: KGEConfig) -> torch.optim.Optimizer:
@@ -73,9 +86,10 @@ def make_optimizer(model: LinkPredictor, config: KGEConfig) -> torch.optim.Optim
 
 def load_model(run_dir: Path | str, train_triples: Triples, device: str = "", features: Tensor | None = None) -> LinkPredictor:
     """The model of `run_dir`'s last checkpoint, for the training triples (and text features) it was trained on."""
-    state = torch.load(Path(run_dir) / CHECKPOINT, map_location="cpu", weights_only=True)
-    if state["train_digest"] != triples_digest(train_triples):
-        raise InputError(f"{run_dir} was trained on other triples")
+    state = read_checkpoint(Path(run_dir) / CHECKPOINT)
+    if state.get("train_digest") != triples_digest(train_triples):
+        raise DamagedFileError(f"{Path(run_dir) / CHECKPOINT} was trained on other triples than the run's own "
+                               f"{SPLIT}: the run directory mixes two runs; train again into a new directory")
     config = KGEConfig.from_dict({**state["config"], **({"device": device} if device else {})})
     model = build_model(config, train_triples, features)
     model.load_state_dict(state["model"])

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 from torch_geometric.nn.kge import KGEModel
 
 from embed.evaluate import evaluate, filtered_ranks
@@ -14,6 +15,7 @@ from embed.models import HEADS, KGEConfig, LinkPredictor, build_model
 from embed.runs import CHECKPOINT, METRICS
 from embed.train import batch_loss, load_model, make_optimizer, train
 from embed.triples import KnownTriples, Split, Triples, split_triples
+from kg.errors import DamagedFileError
 from tests.graphs import small_graph
 
 
@@ -245,22 +247,127 @@ def test_resume_refuses_another_run(tmp_path):
 
 @pytest.mark.parametrize("encoder", ["rgcn", "film"])
 def test_gnn_encoders_pass_messages_over_training_edges_only(encoder):
-    split = split_triples(random_triples(400, entities=50, relations=3), seed=0)
+    edges = random_triples(400, entities=50, relations=3)
+    # Entity 50 has no edge at all: message passing must leave its row as it is.
+    triples = Triples.from_arrays(edges.heads, edges.relations, edges.tails, num_entities=51, num_relations=3)
+    split = split_triples(triples, seed=0)
     model = build_model(KGEConfig(model=f"{encoder}-distmult", dim=8), split.train)
     assert model.edge_index.shape[1] == 2 * len(split.train)
     assert int(model.edge_type.max()) < 2 * split.train.num_relations
-    assert model.entity_table().shape == (50, 8)
+    assert model.entity_table().shape == (51, 8)
     assert math.isfinite(evaluate(model, split.test, split.known)["mrr"])
     # A message passes along edges: changing one entity's own row changes its neighbours' encoded rows.
     entity = int(split.train.heads[0])
     neighbour = int(split.train.tails[0])
-    isolated = sorted(set(range(50)) - set(split.train.heads.tolist()) - set(split.train.tails.tolist()))
+    isolated = 50
     before = model.entity_table().detach()
     with torch.no_grad():
         model.kge.node_emb.weight[entity] += 1.0
+        model.kge.node_emb.weight[isolated] += 1.0
     after = model.entity_table().detach()
     assert not torch.allclose(before[neighbour], after[neighbour])
-    assert all(torch.allclose(before[i], after[i]) for i in isolated)
+    # The isolated row changes only through its own (self-loop) weights, by exactly what the same change
+    # makes of an isolated row in a graph with no edges at all.
+    alone = build_model(KGEConfig(model=f"{encoder}-distmult", dim=8), split.train)
+    alone.load_state_dict(model.state_dict())
+    alone.edge_index, alone.edge_type = alone.edge_index[:, :0], alone.edge_type[:0]
+    torch.testing.assert_close(after[isolated], alone.entity_table().detach()[isolated])
+    assert not torch.allclose(before[isolated], after[isolated])
+
+
+def text_graph(entities: int = 120, seed: int = 0) -> tuple[Triples, Tensor]:
+    """A tree whose child's text vector is its parent's plus noise (a child names its parent), and a second
+    relation to a parent's sibling; features of dimension 32."""
+    g = torch.Generator().manual_seed(seed)
+    parents = torch.randint(0, 20, (entities - 20,), generator=g)
+    features = torch.randn(20, 32, generator=g)
+    features = torch.cat([features, features[parents] + 0.4 * torch.randn(entities - 20, 32, generator=g)])
+    children = torch.arange(20, entities)
+    triples = Triples.from_arrays(children, torch.zeros_like(children), parents, entities, 1)
+    return triples, features
+
+
+def test_text_model_ranks_parents_by_text_and_places_unseen_concepts():
+    triples, features = text_graph()
+    held_out = torch.arange(100, 120)  # children never seen in training: inductive
+    seen = triples.tails.new_ones(len(triples), dtype=torch.bool)
+    seen[(triples.heads.unsqueeze(1) == held_out).any(1)] = False
+    split = split_triples(triples.select(seen.nonzero().squeeze(1)), valid=0.1, test=0.1, seed=0)
+    unseen = triples.select((~seen).nonzero().squeeze(1))
+    config = KGEConfig(model="text", text_features=True, loss="infonce", dim=32, batch_size=32, lr=0.005, epochs=12)
+    model = build_model(config, split.train, features)
+    known = KnownTriples(split.train, split.valid, split.test, unseen)
+    before = evaluate(model, unseen, known)["tail"]["mrr"]
+    optimizer = make_optimizer(model, config)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(config.epochs):
+        batch_ids = split.train.stacked()[torch.randperm(len(split.train), generator=generator)]
+        state = {}
+        for batch in batch_ids.split(config.batch_size):
+            loss = batch_loss(model, config, *batch.unbind(1), generator, state)
+            model.zero_grad()
+            loss.backward()
+            optimizer.step()
+    assert len(state["prebatch"]) == config.prebatch
+    after = evaluate(model, unseen, known)["tail"]
+    assert after["mrr"] > max(0.6, 2 * before) and after["hits@10"] > 0.9
+    # The candidate vectors are what a run exports.
+    assert model.concept_vectors().shape == (120, 32)
+    torch.testing.assert_close(model.concept_vectors().norm(dim=1), torch.ones(120))
+
+
+def test_infonce_masks_known_answers_but_not_the_positive():
+    from embed.losses import known_answer, train_keys
+
+    keys = train_keys(torch.tensor([0, 0]), torch.tensor([0, 0]), torch.tensor([1, 2]), num_entities=4, num_relations=1)
+    anchors, relations = torch.tensor([0, 1]), torch.tensor([0, 0])
+    candidates = torch.tensor([1, 2, 3, 0])
+    mask = known_answer(keys, anchors, relations, torch.tensor([True, False]), candidates, 4, 1)
+    # (0, r, ?) knows 1 and 2; (?, r, 1) - the inverse query from 1 - knows 0.
+    assert mask.tolist() == [[True, True, False, False], [False, False, False, True]]
+
+
+def test_the_text_model_needs_text_features():
+    with pytest.raises(ValueError, match="text feature row per entity"):
+        build_model(KGEConfig(model="text", loss="infonce"), random_triples(50, entities=10, relations=2))
+    with pytest.raises(ValueError, match="unknown encoder"):
+        KGEConfig(model="rgcn-text", loss="infonce")
+
+
+def test_interrupted_training_keeps_its_last_checkpoint_and_says_how_to_resume(tmp_path, monkeypatch):
+    import embed.train as training
+
+    split = split_triples(random_triples(300, entities=40, relations=3), seed=1)
+    config = KGEConfig(model="distmult", loss="bce", **{**FAST, "epochs": 4})
+    epoch_of = training._train_epoch
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return epoch_of(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt, match=r"checkpoint after epoch 2 of 4; run the same command again to resume"):
+        train(config, split, tmp_path, progress=False)
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=True)["epoch"] == 2
+    monkeypatch.setattr(training, "_train_epoch", epoch_of)
+    train(config, split, tmp_path, progress=False)
+    assert [json.loads(line)["epoch"] for line in (tmp_path / METRICS).read_text().splitlines()] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
+def test_a_damaged_checkpoint_is_named_with_how_to_go_on(tmp_path, damage):
+    split = split_triples(random_triples(300, entities=40, relations=3), seed=1)
+    config = KGEConfig(model="distmult", loss="bce", **FAST)
+    train(config, split, tmp_path, progress=False)
+    path = tmp_path / CHECKPOINT
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "text": b"not a checkpoint"}[damage])
+    for attempt in (lambda: load_model(tmp_path, split.train), lambda: train(config, split, tmp_path, progress=False)):
+        with pytest.raises(DamagedFileError, match=f"{CHECKPOINT} is damaged .*delete it and run the same training command"):
+            attempt()
 
 
 def test_metrics_log_cut_short_by_a_kill_still_resumes(tmp_path):

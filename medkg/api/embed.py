@@ -105,11 +105,14 @@ def export(run: Path, out: Path | None = None, graph: str | None = None, device:
     given), also stored on the concepts of `graph` (None: the default database)."""
     run = Path(run)
     out = Path(out) if out is not None else run
+    store = store if store is not None else graph is not None
+    if store:  # before any work: a graph that is not there (a typo in its URI) is refused, not created empty
+        open_store(graph).close()
     ids, vectors = run_vectors(run, device)
     config = json.loads((run / CONFIG).read_text())
     vectors_path, ids_path = write_vectors(out, ids, vectors, {"model": config["model"], "run": str(run.resolve())})
     stored, missing = None, []
-    if store if store is not None else graph is not None:
+    if store:
         with open_store(graph, read_only=False) as database:
             missing = database.store_embeddings(ids, vectors.numpy())
         stored = len(ids) - len(missing)

@@ -63,6 +63,8 @@ def run(
     problems: ProblemLog | None = None, progress: bool = True,
 ) -> RunSummary:
     """Write one JSON object per report to `out` (JSON Lines); with `link`, merge the mentions into the graph."""
+    if link:  # before any work: a graph that is not there (a typo in its URI) is refused, not created empty
+        open_store(graph).close()
     problems = problems if problems is not None else ProblemLog()
     summary = RunSummary(Path(out))
     links: list[dict] = []
