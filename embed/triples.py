@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from kg import relations as kg_relations
+
 if TYPE_CHECKING:
     from kg.graph import KnowledgeGraph
     from kg.tables import GraphTables
@@ -82,8 +84,7 @@ class Triples:
 
         ids = pc.unique(tables.concepts["id"]).sort()
         rel = tables.relations
-        names = pc.if_else(pc.greater(pc.utf8_length(pc.fill_null(rel["rela"], "")), 0), rel["rela"],
-                           pc.utf8_lower(rel["type"]))
+        names = kg_relations.relation_names(rel["rela"], rel["type"])
         relation_names = pc.unique(names).sort()
         heads, tails = pc.index_in(rel["head"], value_set=ids), pc.index_in(rel["tail"], value_set=ids)
         if heads.null_count or tails.null_count:

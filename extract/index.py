@@ -20,7 +20,7 @@ from tqdm import tqdm
 from kg.atomic import replace_directory, sibling_directory
 from kg.normalize import name_key
 from kg.problems import MalformedInputError, ProblemLog
-from kg.rrf import MRCONSO, MRSTY, SUPPRESSED, read_table, require_tables, table_path
+from kg.rrf import MRCONSO, MRSTY, SUPPRESSED, is_preferred, read_table, require_tables, table_path
 from kg.semgroups import SemanticType
 
 INDEX_VERSION = 3
@@ -109,7 +109,7 @@ def build_index(rrf_dir: Path, target: Path, types: dict[str, SemanticType], sta
     for _, row in tqdm(rows, desc="indexing terms", unit=" terms", disable=not progress, mininterval=0.5):
         if row.LAT != "ENG" or row.SUPPRESS in SUPPRESSED:
             continue
-        preferred = row.TS == "P" and row.STT == "PF" and row.ISPREF == "Y"
+        preferred = is_preferred(row)
         if preferred or row.CUI not in concepts:
             types_of = tuple(tuis.get(row.CUI, ()))
             group = types[types_of[0]].group if types_of and types_of[0] in types else ""

@@ -19,6 +19,7 @@ import networkx as nx
 import pyarrow as pa
 
 from .problems import ProblemLog
+from .relations import relation_names
 from .semgroups import SemanticType
 from .tables import CONCEPT_SCHEMA, RELATION_SCHEMA, GraphTables, read_tables
 
@@ -124,21 +125,13 @@ class KnowledgeGraph:
         return {cid: i for i, cid in enumerate(sorted(self.graph.nodes))}
 
     def edge_index(self) -> tuple[list[int], list[int], list[int], dict[str, int]]:
-        """Heads, tails and relation ids of all edges, and the relation-name -> id map."""
+        """Heads, tails and relation ids of all edges, and the relation-name -> id map (names: `relation_names`)."""
         ids = self.id_map()
-        rel_names = sorted({self._relation_name(a) for _, _, a in self.graph.edges(data=True)})
-        rel_ids = {name: i for i, name in enumerate(rel_names)}
-        heads, tails, rels = [], [], []
-        for h, t, attrs in self.graph.edges(data=True):
-            heads.append(ids[h])
-            tails.append(ids[t])
-            rels.append(rel_ids[self._relation_name(attrs)])
-        return heads, tails, rels, rel_ids
-
-    @staticmethod
-    def _relation_name(attrs: dict[str, Any]) -> str:
-        """Fine-grained name for embeddings: the RELA where one is given, else the type."""
-        return attrs["rela"] or attrs["type"].lower()
+        heads, tails, attrs = self.edge_columns()
+        names = relation_names(pa.array([a["rela"] for a in attrs], pa.string()), pa.array([a["type"] for a in attrs], pa.string()))
+        names = names.to_pylist()
+        rel_ids = {name: i for i, name in enumerate(sorted(set(names)))}
+        return [ids[h] for h in heads], [ids[t] for t in tails], [rel_ids[n] for n in names], rel_ids
 
     def to_pyg(self) -> tuple[Data, dict[str, int], dict[str, int]]:
         """Homogeneous `Data(edge_index, edge_type, num_nodes)` with the concept and relation id maps."""

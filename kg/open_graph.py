@@ -17,7 +17,7 @@ from .merge import MergeResult, merge
 from .model import SourceConcept, SourceRelation
 from .problems import ProblemLog
 from .relations import rrf_from_edge
-from .rrf import MRCONSO, MRDEF, MRSTY, RRFWriter
+from .rrf import MRDEF, MRSTY, RRFWriter, atom
 from .semgroups import SemanticType, read_semgroups
 from .sources import chexpert, doid, iu_xray, mesh, radlex
 
@@ -112,10 +112,7 @@ def write_rrf(result: MergeResult, semantic_types: dict[str, SemanticType], writ
                 preferred = concept.id not in first_aui
                 first_aui.setdefault(concept.id, aui)
                 source_aui.setdefault(member.key, aui)
-                writer.write(MRCONSO(
-                    concept.id, "ENG", "P" if preferred else "S", "", "PF" if preferred else "VO", "",
-                    "Y" if preferred else "N", aui, "", "", "", member.source, tty, member.code, string, "0", "N", "",
-                ))
+                writer.write(atom(concept.id, string, preferred, member.source, tty, member.code, aui))
         for tui in concept.semantic_types:
             name = semantic_types[tui].name if tui in semantic_types else ""
             writer.write(MRSTY(concept.id, tui, "", name, "", ""))

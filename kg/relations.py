@@ -7,6 +7,9 @@ say what CUI2 is to CUI1.
 
 from __future__ import annotations
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 RELATION_TYPES = ("IS_A", "LOCATED_AT", "HAS_MODIFIER", "CO_OCCURS_WITH", "RELATED_TO")
 
 # How these mappings apply to whole tables: kg/tables.py.
@@ -23,3 +26,9 @@ def rrf_from_edge(head: str, relation: str, tail: str, rela: str = "") -> tuple[
     if relation != "RELATED_TO" and not rela:
         rela = relation.lower()
     return tail, "RO", head, rela
+
+
+def relation_names(rela: pa.Array | pa.ChunkedArray, types: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """The fine-grained name of each relation, as embeddings tell relations apart: its RELA where one is
+    given, else its type in lower case. The one statement of that rule, for graphs and Arrow tables alike."""
+    return pc.if_else(pc.greater(pc.utf8_length(pc.fill_null(rela, "")), 0), rela, pc.utf8_lower(types))

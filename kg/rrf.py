@@ -113,6 +113,21 @@ SUPPORT_ATTRIBUTE = "SUPPORT"
 
 # SUPPRESS values that withdraw a row (O obsolete, E editor, Y suppressible); N is current.
 SUPPRESSED = frozenset({"O", "E", "Y"})
+# A concept's preferred atom, the one that names it: preferred term (TS), its preferred string (STT),
+# preferred in its source (ISPREF). Every other atom is a synonym, written with SYNONYM_ATOM.
+PREFERRED_ATOM = {"TS": "P", "STT": "PF", "ISPREF": "Y"}
+SYNONYM_ATOM = {"TS": "S", "STT": "VO", "ISPREF": "N"}
+
+
+def is_preferred(row: MRCONSO) -> bool:
+    """Whether an MRCONSO row is its concept's preferred atom (`PREFERRED_ATOM`)."""
+    return all(getattr(row, field) == value for field, value in PREFERRED_ATOM.items())
+
+
+def atom(cui: str, string: str, preferred: bool, sab: str, tty: str, code: str, aui: str = "") -> MRCONSO:
+    """An English MRCONSO row as medkg writes it: the preferred atom or a synonym."""
+    flags = PREFERRED_ATOM if preferred else SYNONYM_ATOM
+    return MRCONSO(cui, "ENG", flags["TS"], "", flags["STT"], "", flags["ISPREF"], aui, "", "", "", sab, tty, code, string, "0", "N", "")
 
 
 def table_path(directory: Path, table: str) -> Path:

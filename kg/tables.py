@@ -7,6 +7,7 @@ graph never has to exist as Python objects to be loaded.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -17,7 +18,7 @@ import pyarrow.csv as pcsv
 
 from .problems import MalformedInputError, ProblemLog
 from .relations import HIERARCHY_NARROWER_IS_CUI2, INVERSE_RELA, RELA_TYPES
-from .rrf import MRCONSO, MRDEF, MRREL, MRSAT, MRSTY, SUPPORT_ATTRIBUTE, read_table, require_tables, table_path
+from .rrf import MRCONSO, MRDEF, MRREL, MRSAT, MRSTY, PREFERRED_ATOM, SUPPORT_ATTRIBUTE, read_table, require_tables, table_path
 from .semgroups import SemanticType
 
 STRINGS = pa.list_(pa.string())
@@ -116,7 +117,7 @@ def _concepts(rrf_dir: Path, problems: ProblemLog, semantic_types: dict[str, Sem
     atoms = read_rrf(path, MRCONSO, ["CUI", "TS", "STT", "ISPREF", "SAB", "CODE", "STR"], problems)
     if atoms.num_rows == 0:
         raise MalformedInputError(f"{path}: no concepts could be read")
-    preferred = pc.and_(pc.and_(pc.equal(atoms["TS"], "P"), pc.equal(atoms["STT"], "PF")), pc.equal(atoms["ISPREF"], "Y"))
+    preferred = functools.reduce(pc.and_, (pc.equal(atoms[field], value) for field, value in PREFERRED_ATOM.items()))
     atoms = atoms.append_column("rank", pc.if_else(preferred, 0, 1)).append_column(
         "code", pc.binary_join_element_wise(atoms["SAB"], atoms["CODE"], ":"))
     # The preferred atom first, then file order: a concept's name is its first string.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .graph import KnowledgeGraph
 from .relations import rrf_from_edge
-from .rrf import MRCONSO, MRDEF, MRSTY, RRFWriter
+from .rrf import MRDEF, MRSTY, RRFWriter, atom
 
 
 def write_graph_rrf(kg: KnowledgeGraph, out: Path) -> None:
@@ -18,9 +18,7 @@ def write_graph_rrf(kg: KnowledgeGraph, out: Path) -> None:
         for c in kg.concepts():
             sab, _, code = (c.sources[0] if c.sources else "MEDKG:" + c.id).partition(":")
             for i, string in enumerate([c.name, *c.synonyms]):
-                first = i == 0
-                writer.write(MRCONSO(c.id, "ENG", "P" if first else "S", "", "PF" if first else "VO", "", "Y" if first else "N",
-                                     "", "", "", "", sab, "PT" if first else "SY", code, string, "0", "N", ""))
+                writer.write(atom(c.id, string, i == 0, sab, "PT" if i == 0 else "SY", code))
             for tui in c.semantic_types:
                 writer.write(MRSTY(c.id, tui, "", "", "", ""))
             if c.definition:

@@ -109,14 +109,17 @@ def test_names_of_symbols_only_do_not_merge_concepts():
     assert len(merge(concepts, [], ["RADLEX", "MESH", "DOID"]).concepts) == 3
 
 
-def test_a_damaged_iu_archive_is_reported_not_fatal(data_dir, tmp_path):
-    from kg.problems import ProblemLog
+def test_a_damaged_iu_archive_is_an_error_naming_it(data_dir, tmp_path):
+    """Not a problem to count and go on: a build or extraction from half an archive would pass for the whole."""
+    import pytest
+
+    from kg.problems import MalformedInputError, ProblemLog
     from kg.sources.iu_xray import iter_reports
 
     archive = (data_dir / "iu-xray" / "NLMCXR_reports.tgz").read_bytes()
     damaged = tmp_path / "cut.tgz"
     damaged.write_bytes(archive[: len(archive) // 2])
-    problems = ProblemLog()
-    reports = list(iter_reports(damaged, problems))
-    assert 1_000 < len(reports) < 3_955
-    assert [p.kind for p in problems.problems] == ["archive"] and str(damaged) in problems.problems[0].file
+    read = []
+    with pytest.raises(MalformedInputError, match=r"cut\.tgz: damaged, truncated or not a tar archive"):
+        read.extend(iter_reports(damaged, ProblemLog()))
+    assert 1_000 < len(read) < 3_955  # it fails where the damage is, not before reading
