@@ -150,6 +150,30 @@ def test_a_bom_before_mrconso_gives_no_phantom_concept(tmp_path, bad_line):
     assert [p.line for p in problems.problems] == ([4] if bad_line else [])
     assert [row.CUI for _, row in read_table(table_path(rrf, "MRCONSO"), MRCONSO, ProblemLog())][0] == "C0032227"
 
+    from graphdb.embedded import EmbeddedStore
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for file in rrf.iterdir():  # the same tables without the BOMs: a good database to load over
+        (plain / file.name).write_bytes(file.read_bytes().removeprefix(b"\xef\xbb\xbf"))
+    with EmbeddedStore(tmp_path / "graph", read_only=False) as store:
+        store.load(read_tables(plain, ProblemLog()))
+        again = store.load(read_tables(rrf, ProblemLog())).tables["Concept"]
+        assert (again.added, again.updated, again.unchanged) == (0, 0, 2)
+
+
+def test_a_bom_before_semgroups_or_a_mentions_file_is_dropped(tmp_path):
+    from extract.io import read_reports
+    from kg.semgroups import read_semgroups
+
+    groups = tmp_path / "SemGroups.txt"
+    groups.write_bytes(b"\xef\xbb\xbfDISO|Disorders|T047|Disease or Syndrome\n")
+    assert list(read_semgroups(groups)) == ["T047"] and read_semgroups(groups)["T047"].group == "DISO"
+    mentions = tmp_path / "mentions.jsonl"
+    mentions.write_bytes(b'\xef\xbb\xbf{"id": "r1", "mentions": []}\n{"id": "r2", "mentions": []}\n')
+    problems = ProblemLog()
+    assert [report.id for report, _ in read_reports(mentions, problems)] == ["r1", "r2"] and not problems.problems
+
 
 # Case 6: the look-up cache beside the database is data, validated, and rebuilt when it is not right
 
