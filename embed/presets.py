@@ -13,14 +13,14 @@ from kg.errors import InputError
 
 from .models import ENCODERS, HEADS, KGEConfig
 
-SAMPLED: dict[str, Any] = {"batch_size": 1024, "negatives": 1024, "shared_negatives": True}
+SAMPLED: dict[str, Any] = {"batch_size": 1024, "negatives": 1024, "shared_negatives": True, "epochs": 40}
 SHALLOW: dict[str, dict[str, Any]] = {
     "transe": {"dim": 128, "loss": "margin", "margin": 1.0, **SAMPLED},
     "distmult": {"dim": 128, "loss": "softmax", "regularization": 0.01, **SAMPLED},
     "rotate": {"dim": 128, "loss": "nssa", "margin": 9.0, **SAMPLED},
     "complex": {"dim": 128, "loss": "softmax", "regularization": 0.01, **SAMPLED},
     # SimKGC's batch and margin; small MLPs over frozen text vectors take a larger rate than a transformer.
-    "text": {"dim": 256, "loss": "infonce", "batch_size": 512, "lr": 0.001, "epochs": 20, "additive_margin": 0.02},
+    "text": {"loss": "infonce", "batch_size": 512, "lr": 0.001, "epochs": 10, "additive_margin": 0.02},
 }
 ENCODED: dict[str, Any] = {"dim": 128, "loss": "softmax", "batch_size": 8192, "negatives": 4096, "shared_negatives": True,
                            "lr": 0.01, "encoder_layers": 2, "encoder_bases": 4, "encoder_dropout": 0.1}

@@ -16,7 +16,7 @@ from embed.triples import Triples
 from encoders.text import TextEncoder
 from graphdb.embedded import EmbeddedStore
 from graphdb.uri import open_store
-from kg.graph import Concept, KnowledgeGraph
+from kg.graph import Concept, KnowledgeGraph, Relation
 from kg.problems import ProblemLog
 from kg.tables import read_tables
 from kg.write import write_graph_rrf
@@ -155,3 +155,58 @@ def test_knowledge_encoder_and_free_text_from_the_command_line(tmp_path, capsys,
     assert [m["text"] for m in matches] == ["fluid around the lung"] * 2 + ["a collapsed lung"] * 2
     assert matches[0]["id"] == "T:effusion" and matches[2]["id"] == "T:ptx"  # by their synonyms
     assert matches[0]["similarity"] >= matches[1]["similarity"]
+
+
+def test_text_model_run_and_what_a_run_directory_refuses(tmp_path, capsys, monkeypatch):
+    import embed.train as training
+
+    monkeypatch.setenv("MEDKG_HOME", str(tmp_path / "home"))
+    kg_dir, other_dir, run = tmp_path / "kg", tmp_path / "other", tmp_path / "run"
+    write_graph_rrf(small_graph(), kg_dir)
+    out = run_cli(capsys, "embed", "train", "--kg", str(kg_dir), "--model", "text", "--out", str(run), "--epochs", "2", "-q")
+    assert "text: 7 concepts" in out and "2 epochs" in out
+    run_cli(capsys, "embed", "export", str(run))
+    vectors = torch.from_numpy(load_file(str(run / "concept_vectors.safetensors"))["vectors"])
+    assert vectors.shape == (7, 384)  # the candidate side: unit vectors of the text's width
+    torch.testing.assert_close(vectors.norm(dim=1), torch.ones(7))
+
+    # Another graph into the same run directory is refused; leaving out --kg continues on the run's own data.
+    other = small_graph()
+    other.add_relation(Relation("T:heart", "IS_A", "T:disease", "CHD", "isa", "TEST", 0))
+    write_graph_rrf(other, other_dir)
+    assert main(["embed", "train", "--kg", str(other_dir), "--model", "text", "--out", str(run), "--epochs", "3", "-q"]) == 2
+    assert "was made from another graph" in capsys.readouterr().err
+    assert "3 epochs" in run_cli(capsys, "embed", "train", "--model", "text", "--out", str(run), "--epochs", "3", "-q")
+    assert "3 epochs" in run_cli(capsys, "embed", "train", "--kg", str(kg_dir), "--model", "text", "--out", str(run),
+                                 "--epochs", "3", "-q")  # the same graph named again: fine
+
+    # Storing vectors into a graph database that is not there (a typo) is refused, and nothing is created.
+    typo = tmp_path / "no-such-graph"
+    assert main(["embed", "export", str(run), "--graph", f"embedded://{typo}"]) == 2
+    assert "no graph database" in capsys.readouterr().err and not typo.exists()
+
+    # Ctrl-C: one line saying where the checkpoint is and how to resume, no traceback.
+    monkeypatch.setattr(training, "_train_epoch", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(["embed", "train", "--model", "text", "--out", str(run), "--epochs", "5", "-q"]) == 130
+    err = capsys.readouterr().err
+    assert "checkpoint after epoch 3 of 5; run the same command again to resume" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+    # A damaged checkpoint: every command that reads it says so and how to go on.
+    (run / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes()[:100])
+    for argv in (["embed", "export", str(run)], ["embed", "train", "--model", "text", "--out", str(run), "--epochs", "4", "-q"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "checkpoint.pt is damaged" in err and "delete it" in err and "Traceback" not in err
+
+
+def test_train_help_names_the_defaults_each_model_trains_with():
+    from embed.presets import preset
+    from medkg.cli.embed import PRESET_HELP
+
+    rotate, text, gnn = preset("rotate"), preset("text"), preset("rgcn-distmult")
+    assert PRESET_HELP["lr"] == f"{rotate.lr}; text {text.lr}"
+    assert PRESET_HELP["batch_size"] == f"{rotate.batch_size}; text {text.batch_size}; GNN encoders {gnn.batch_size}"
+    assert PRESET_HELP["epochs"].startswith(f"{rotate.epochs}; text {text.epochs}")
+    assert PRESET_HELP["dim"].startswith(f"{rotate.dim}; text")
+    assert rotate.seed == text.seed == 0

@@ -1,8 +1,10 @@
 """A text-based link predictor (SimKGC style; Wang et al., 2022) over frozen concept text vectors.
 
 The query is the anchor's text vector with the relation added (its own vector per direction, so a head
-query is the inverse relation: "what IS_A-children has x"), passed through a small MLP; a candidate is
-its text vector through another. Both are unit vectors, scored by cosine times a learned scale (the
+query is the inverse relation: "what IS_A-children has x"), moved by a small residual MLP; a candidate is
+its text vector moved by a residual linear map. Both start as the text vectors themselves (the residuals
+start at zero), so training starts from the texts' cosines; the candidate side is one matrix product,
+cheap enough to recompute for every batch on a CPU. Both are unit vectors of the text's width, scored by cosine times a learned scale (the
 inverse temperature, starting at 1 / 0.05). No row belongs to an entity, so a concept never seen in
 training is ranked from its text alone (inductive), and every concept's candidate vector is computed
 once for ranking. Trained with the `infonce` loss: in-batch, pre-batch and self negatives, additive margin.
@@ -25,25 +27,25 @@ from .base import Head, register
 MAX_SCALE = 100.0  # temperature at least 0.01, as SimKGC clamps it
 
 
-def mlp(width: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, out))
-
-
 @register("text")
 class TextHead(Head):
     takes_text_projection = False
     encodable = False
 
-    def __init__(self, features: Tensor, num_relations: int, dim: int, temperature: float):
+    def __init__(self, features: Tensor, num_relations: int, temperature: float):
         super().__init__()
         width = features.shape[1]
         self.text_width = width
         self.num_relations = num_relations
         self.register_buffer("features", F.normalize(features.float(), dim=-1), persistent=False)
         self.rel_emb = nn.Embedding(2 * num_relations, width)  # relation, then its inverse
-        nn.init.zeros_(self.rel_emb.weight)  # a query starts as its anchor's text
-        self.query_mlp = mlp(width, dim)
-        self.candidate_mlp = mlp(width, dim)
+        nn.init.zeros_(self.rel_emb.weight)
+        # Residual maps that start at zero: before training, the score is the cosine of the two texts.
+        self.query_mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, width))
+        self.candidate_map = nn.Linear(width, width, bias=False)
+        nn.init.zeros_(self.query_mlp[-1].weight)
+        nn.init.zeros_(self.query_mlp[-1].bias)
+        nn.init.zeros_(self.candidate_map.weight)
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
 
     @classmethod
@@ -51,7 +53,7 @@ class TextHead(Head):
         if features is None or len(features) != num_entities:
             raise ValueError(f"the text model needs one text feature row per entity ({num_entities}); "
                              "train it with text features")
-        return cls(features, num_relations, config.dim, config.temperature)
+        return cls(features, num_relations, config.temperature)
 
     @classmethod
     def row_width(cls, dim: int) -> int:
@@ -62,7 +64,7 @@ class TextHead(Head):
 
     def entity_rows(self, ids: Tensor | None) -> Tensor:
         text = self.features if ids is None else self.features[ids]
-        return torch.cat([text, F.normalize(self.candidate_mlp(text), dim=-1)], dim=-1)
+        return torch.cat([text, F.normalize(text + self.candidate_map(text), dim=-1)], dim=-1)
 
     def relation_rows(self, relations: Tensor) -> Tensor:
         return torch.cat([self.rel_emb(relations), self.rel_emb(relations + self.num_relations)], dim=-1)
@@ -79,7 +81,8 @@ class TextHead(Head):
             relation = torch.where(predict_tail.unsqueeze(-1), forward, inverse)
         else:
             relation = forward if predict_tail else inverse
-        return F.normalize(self.query_mlp(anchors + relation), dim=-1)
+        x = anchors + relation
+        return F.normalize(x + self.query_mlp(x), dim=-1)
 
     @property
     def scale(self) -> Tensor:

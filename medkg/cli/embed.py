@@ -11,7 +11,15 @@ from kg.problems import ProblemLog
 from ..output import print_rows
 from .common import json_opt, problems_footer, run_opt
 
-DEFAULT_GRAPH = "default"  # `--graph` without a URI: $MEDKG_GRAPH, else the embedded graph in $MEDKG_HOME
+DEFAULT_GRAPH = "default"
+DEFAULT_MODEL = "rotate"
+# What each model's preset (embed.presets) sets, for --help without importing torch; a test keeps them equal.
+PRESET_HELP = {
+    "lr": "0.01; text 0.001",
+    "batch_size": "1024; text 512; GNN encoders 8192",
+    "epochs": "40; text 10",
+    "dim": "128; text: its text vectors' width",
+}  # `--graph` without a URI: $MEDKG_GRAPH, else the embedded graph in $MEDKG_HOME
 
 
 def embed_api():
@@ -65,6 +73,15 @@ def cmd_text(args: argparse.Namespace) -> None:
     print_rows(matches, args.json, None if args.json else ["text", "similarity", "id", "name"])
 
 
+def optimizer_options(lr: str, batch_size: str) -> argparse.ArgumentParser:
+    """--lr, --batch-size and --seed, their defaults named in the help."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--lr", type=float, help=f"learning rate (default: {lr})")
+    options.add_argument("--batch-size", type=int, help=f"batch size (default: {batch_size})")
+    options.add_argument("--seed", type=int, help="seed of data order, initialisation and sampling (default: 0)")
+    return options
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     embed = commands.add_parser("embed", help="knowledge embedding: train, evaluate and export concept vectors").add_subparsers(dest="command", required=True)
     device_opt = argparse.ArgumentParser(add_help=False)
@@ -73,18 +90,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     source = argparse.ArgumentParser(add_help=False)
     source.add_argument("--kg", type=Path, metavar="DIR", help="RRF directory written by `medkg kg build`")
     source.add_argument("--graph", metavar="URI", help="read the graph from this database instead (embedded://PATH or a Neo4j URI)")
-    optimizer = argparse.ArgumentParser(add_help=False)
-    optimizer.add_argument("--lr", type=float)
-    optimizer.add_argument("--batch-size", type=int)
-    optimizer.add_argument("--seed", type=int)
+    optimizer = optimizer_options(PRESET_HELP["lr"], PRESET_HELP["batch_size"])
 
     p = embed.add_parser("train", parents=[source, optimizer, run_opt, device_opt],
                          help="train a link-prediction model (resumes an interrupted run)")
-    p.add_argument("--model", default="rotate",
-                   help="transe, distmult, rotate (default), complex, or one of them behind a GNN encoder: rgcn-distmult, film-rotate, ...")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"transe, distmult, rotate, complex, text (the text predictor), or a head behind a GNN encoder: "
+                        f"rgcn-distmult, film-rotate, ... (default: {DEFAULT_MODEL})")
     p.add_argument("--out", type=Path, required=True, metavar="RUN", help="run directory: data, checkpoint, metrics.jsonl")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--dim", type=int)
+    p.add_argument("--epochs", type=int, help="epochs in all, a resumed run included (default: " + PRESET_HELP["epochs"] + ")")
+    p.add_argument("--dim", type=int, help="embedding width (default: " + PRESET_HELP["dim"] + ")")
     p.add_argument("--eval-every", type=int, help="validation MRR every N epochs (logged to metrics.jsonl)")
     p.add_argument("--no-text-features", action="store_true", help="learned entity vectors only, no text of names and definitions")
     p.add_argument("--text-encoder", type=Path, metavar="DIR", help="transformers model directory for concept text (default: bundled MiniLM)")
@@ -103,10 +118,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="also store the vectors on the concepts of this graph database (alone, after RUN: the default one)")
     p.set_defaults(func=cmd_export)
 
-    p = embed.add_parser("knowledge", parents=[source, optimizer, run_opt, device_opt],
+    p = embed.add_parser("knowledge", parents=[source, optimizer_options("2e-5", "64"), run_opt, device_opt],
                          help="fine-tune a text encoder on the graph (KAD style): names, synonyms, definitions, relations")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="run directory; the finished encoder is saved there")
-    p.add_argument("--steps", type=int)
+    p.add_argument("--steps", type=int, help="optimisation steps in all, a resumed run included (default: 2000)")
     p.add_argument("--encoder", type=Path, metavar="DIR", help="text encoder to start from (default: bundled MiniLM)")
     p.add_argument("--relations", nargs="+", metavar="TYPE", help="relation types that give pairs (default: IS_A LOCATED_AT)")
     p.set_defaults(func=cmd_knowledge)
