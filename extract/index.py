@@ -3,13 +3,14 @@
 Two parts, cached together under `$MEDKG_HOME/extract-index/` and rebuilt only when the
 RRF files change: an exact dictionary (normalised term -> concept ids) for the fast path,
 and a QuickUMLS index (simstring) for approximate matches of words the dictionary lacks.
+The dictionary is kept as JSON (data: reading a cache can never run code), and a cache that
+does not read back is rebuilt.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 import shutil
 from dataclasses import dataclass
 from importlib.resources import files
@@ -19,11 +20,13 @@ from tqdm import tqdm
 
 from kg.atomic import replace_directory, sibling_directory
 from kg.normalize import name_key
+from kg.errors import DamagedFileError
 from kg.problems import MalformedInputError, ProblemLog
 from kg.rrf import MRCONSO, MRSTY, SUPPRESSED, is_preferred, read_table, require_tables, table_path
 from kg.semgroups import SemanticType
 
-INDEX_VERSION = 3
+INDEX_VERSION = 4  # 4: the dictionary in terms.json, no longer a pickle
+TERMS_FILE = "terms.json"
 # Qualifiers, activities, organisations, places, organisms and genes are not report findings.
 EXCLUDED_GROUPS = frozenset({"CONC", "ACTI", "OCCU", "ORGA", "GEOG", "LIVB", "GENE"})
 # CheXpert mention lists are labeler triggers and word stems ("atelecta", "the heart"), not names.
@@ -82,16 +85,34 @@ def ensure_index(rrf_dir: Path, home: Path, types: dict[str, SemanticType], rebu
     target = index_dir(rrf_dir, home)
     stamp = fingerprint(rrf_dir, types)
     manifest = target / "index.json"
-    if not rebuild and manifest.exists() and json.loads(manifest.read_text()) == stamp:
-        return load_index(target), False
+    if not rebuild and _stamp(manifest) == stamp:
+        try:
+            return load_index(target), False
+        except DamagedFileError:
+            pass  # rebuilt below
     build_index(rrf_dir, target, types, stamp, progress)
     return load_index(target), True
 
 
+def _stamp(manifest: Path) -> object:
+    try:
+        return json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def load_index(directory: Path) -> ConceptIndex:
-    with open(directory / "terms.pkl", "rb") as handle:
-        terms, concepts, vocabulary = pickle.load(handle)
-    return ConceptIndex(directory, terms, concepts, vocabulary)
+    """The index `build_index` wrote to `directory`; DamagedFileError when its dictionary does not read back."""
+    path = directory / TERMS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        terms = {key: tuple(ids) for key, ids in data["terms"].items()}
+        concepts = {cid: ConceptInfo(name, tuple(types), group) for cid, (name, types, group) in data["concepts"].items()}
+        if not all(isinstance(cid, str) and cid in concepts for ids in terms.values() for cid in ids):
+            raise ValueError("terms name concepts the index lacks")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise DamagedFileError(f"concept index {path} is unreadable ({error}); it has to be built again") from error
+    return ConceptIndex(directory, terms, concepts, frozenset(word for key in terms for word in key.split()))
 
 
 def build_index(rrf_dir: Path, target: Path, types: dict[str, SemanticType], stamp: dict[str, object], progress: bool = True) -> None:
@@ -130,13 +151,12 @@ def build_index(rrf_dir: Path, target: Path, types: dict[str, SemanticType], sta
     if not terms:
         raise MalformedInputError(f"{table_path(rrf_dir, 'MRCONSO')}: no term of a finding, anatomy, device or procedure to index "
                                   "(are the semantic types in MRSTY.RRF known to the semantic groups file?)")
-    vocabulary = frozenset(word for key in terms for word in key.split())
-
     tmp = sibling_directory(target)
     try:
         _write_quickumls(tmp / QUICKUMLS_DIR, strings, concepts, progress)
-        with open(tmp / "terms.pkl", "wb") as handle:
-            pickle.dump((terms, concepts, vocabulary), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        (tmp / TERMS_FILE).write_text(json.dumps({
+            "terms": terms, "concepts": {cid: [c.name, c.semantic_types, c.group] for cid, c in concepts.items()},
+        }, ensure_ascii=False), encoding="utf-8")
         (tmp / "index.json").write_text(json.dumps(stamp))
         replace_directory(tmp, target)
     except BaseException:

@@ -226,6 +226,28 @@ def test_a_truncated_crafted_or_foreign_name_cache_is_rebuilt_and_never_run(smal
         assert store.lookup("pleural efusion", 3) == expected and cache.read_bytes() == stamp
 
 
+def test_a_damaged_or_crafted_concept_index_cache_is_rebuilt_and_never_run(tmp_path):
+    """The extraction index's dictionary under $MEDKG_HOME was a pickle too: now JSON, rebuilt when it does not read back."""
+    import pickle
+
+    from extract.index import TERMS_FILE, ensure_index
+    from kg.semgroups import SemanticType
+
+    rrf = write_rrf_dir(tmp_path / "rrf", bad_line=False)
+    types = {"T047": SemanticType("T047", "Disease or Syndrome", "DISO", "Disorders")}
+    index, built = ensure_index(rrf, tmp_path / "home", types, progress=False)
+    assert built and index.resolve("pleural effusions") == "C0032227"
+    marker = tmp_path / "code-ran"
+    terms = index.directory / TERMS_FILE
+    for damage in (terms.read_bytes()[:40], b"[]", b'{"terms": {"pneumothorax": ["C404"]}, "concepts": {}}'):
+        terms.write_bytes(damage)
+        (index.directory / "terms.pkl").write_bytes(pickle.dumps(RunsCode(marker)))  # where the pickle used to be
+        again, built = ensure_index(rrf, tmp_path / "home", types, progress=False)
+        assert built and again.resolve("pleural effusions") == "C0032227" and again.resolve("pneumothorax") == "C0032326"
+        assert not marker.exists()
+    assert not ensure_index(rrf, tmp_path / "home", types, progress=False)[1]  # and the rebuilt cache is used
+
+
 # Case 7: file access is refused unless allowed; names spelt like keywords are not clauses
 
 

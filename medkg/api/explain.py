@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from graphdb.uri import medkg_home
-from kg.errors import InputError, MissingInputError
+from kg.errors import DamagedFileError, InputError, MissingInputError
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ def _vocabulary(run: Path, names: list[str]):
 def _concept_index(config, data_dir: Path | None):
     """The run's graph's concept index when it is already built (its cache in $MEDKG_HOME), else None: building
     one takes minutes, more than an entity name is worth."""
-    from extract.index import index_dir, load_index
+    from extract.index import TERMS_FILE, index_dir, load_index
     from kg.paths import default_data_dir
 
     cache = medkg_home() / "alignment"
@@ -105,11 +104,11 @@ def _concept_index(config, data_dir: Path | None):
     else:
         kg = cache / "open-kg"
     directory = index_dir(kg, cache)
-    if not (directory / "terms.pkl").exists():
+    if not (directory / TERMS_FILE).exists():
         return None
     try:
         return load_index(directory)
-    except (OSError, EOFError, ValueError, pickle.UnpicklingError) as error:  # a damaged cache: names still resolve
+    except DamagedFileError as error:  # a damaged cache: names still resolve
         log.warning("concept index %s unreadable (%s): entity look-up without the graph's names", directory, error)
         return None
 
