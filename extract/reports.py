@@ -95,7 +95,7 @@ def _iu_reports(path: Path, problems: ProblemLog) -> Iterator[Report]:
 
 def _csv_reports(path: Path, problems: ProblemLog, splitter: SectionSplitter) -> Iterator[Report]:
     with open_csv(path) as stream:
-        reader = csv.reader(stream)
+        reader = csv.reader(stream, strict=True)  # a broken quote is a reported row, not a silently merged one
         try:
             header = next(reader, None)
             if header and undecodable(header):

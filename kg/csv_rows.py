@@ -4,7 +4,9 @@ report bad rows by file and line: one way to open and one loop for every CSV rea
 A bad row costs that row alone. `open_csv` decodes with `surrogateescape`, so an undecodable byte
 never stops the text stream (a strict decoder fails a whole read-ahead chunk, far from the row that
 holds the byte); `numbered_rows` then reports each row that holds one, by the line the row starts
-on, and goes on. Fields may be as long as memory allows (a 200 KB report is a valid report), and a
+on, and goes on; so does a row with a broken quote when the reader is strict (`csv.reader(stream,
+strict=True)`), except a quote never closed, which takes the rest of the file and is reported as
+such. Fields may be as long as memory allows (a 200 KB report is a valid report), and a
 UTF-8 byte-order mark before the header is dropped.
 """
 
@@ -45,8 +47,12 @@ def numbered_rows(path: Path, reader: Any, problems: ProblemLog) -> Iterator[tup
     while True:
         try:
             row = next(reader, None)
-        except csv.Error as e:
-            problems.report(path, line, "csv", f"{e}; row skipped")
+        except csv.Error as e:  # with a strict reader: a broken quote; csv starts afresh on the next line
+            if "unexpected end of data" in str(e):
+                problems.report(path, line, "csv", "a quote opened in this row is never closed: the rest of the file "
+                                "was read as this one row, which is skipped")
+            else:
+                problems.report(path, line, "csv", f"{e}; row skipped")
             line = reader.line_num + 1
             continue
         except UnicodeDecodeError as e:  # a stream opened without open_csv: csv cannot go on past it

@@ -352,3 +352,11 @@ def test_an_inline_impression_starts_the_impression_section(extractor):
         ("FINDINGS", "Heart size normal."), ("IMPRESSION", "Right lower lobe pneumonia.")]
     for prose in ("History of pneumonia. Impression: improving.", "Seen by Dr. IMPRESSION on call", "No effusion.IMPRESSION: x"):
         assert [s.name for s in SPLITTER.split(prose)] == ["OTHER"]  # lower case, no colon, or no space: not a title
+
+
+def test_a_broken_quote_costs_its_row_and_an_unclosed_one_is_named(tmp_path):
+    path = write_csv(tmp_path / "reports.csv", [b"r1,one\n", b'r2,"two "x" broken"\n', b"r3,three\n", b'r4,"four\n', b"r5,five\n"])
+    problems = ProblemLog()
+    assert [r.id for r in iter_reports(path, problems, SPLITTER)] == ["r1", "r3"]
+    assert [(p.line, p.kind) for p in problems.problems] == [(3, "csv"), (5, "csv")]
+    assert "never closed" in problems.problems[1].message  # read before as one report holding the rest of the file
