@@ -19,8 +19,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from kg.atomic import replace_directory, sibling_directory
-from kg.normalize import name_key
 from kg.errors import DamagedFileError
+from kg.normalize import name_key
 from kg.problems import MalformedInputError, ProblemLog
 from kg.rrf import MRCONSO, MRSTY, SUPPRESSED, is_preferred, read_table, require_tables, table_path
 from kg.semgroups import SemanticType

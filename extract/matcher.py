@@ -55,11 +55,11 @@ def load_phrase_rules(index: ConceptIndex) -> list[PhraseRule]:
     text = files("extract").joinpath("data/radiology_phrases.tsv").read_text(encoding="utf-8")
     for row in csv.DictReader(line for line in text.splitlines() if not line.startswith("#")):
         if not row["concept"]:  # a phrase that names no finding: its words are taken, no mention is made
-            rules.append(PhraseRule(re.compile(row["pattern"], re.I), None, None))
+            rules.append(PhraseRule(re.compile(row["pattern"], re.IGNORECASE), None, None))
             continue
         concept_id = index.resolve(row["concept"])
         if concept_id is not None:  # a graph without that concept simply has no such rule
-            rules.append(PhraseRule(re.compile(row["pattern"], re.I), concept_id, row["assertion"] or None))
+            rules.append(PhraseRule(re.compile(row["pattern"], re.IGNORECASE), concept_id, row["assertion"] or None))
     return rules
 
 

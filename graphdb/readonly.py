@@ -35,7 +35,7 @@ _TOKENS = re.compile(
     r"""(?P<skip>'(?:[^'\\]|\\.)*(?:'|\Z)|"(?:[^"\\]|\\.)*(?:"|\Z)|`(?:[^`]|``)*(?:`|\Z)|//[^\n]*|/\*.*?(?:\*/|\Z))
       |(?P<word>[^\W\d]\w*)
       |(?P<other>\S)""",
-    re.S | re.X,
+    re.DOTALL | re.VERBOSE,
 )
 LITERAL = "'…'"  # what a string, a quoted name or a comment becomes among the tokens
 _NOT_A_CLAUSE_AFTER = frozenset({".", ":", "$", "AS"})

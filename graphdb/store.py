@@ -63,7 +63,7 @@ MAX_PATH_DEPTH = 30
 Progress = Callable[[int, int], None]  # (rows written so far, rows to write): how loads report progress
 
 
-_CUI_OR_CODE = re.compile(r"^(C\d{7}|[A-Z][A-Z0-9_]*:\S+)$", re.I)
+_CUI_OR_CODE = re.compile(r"^(C\d{7}|[A-Z][A-Z0-9_]*:\S+)$", re.IGNORECASE)
 
 
 @dataclass

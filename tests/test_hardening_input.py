@@ -148,7 +148,7 @@ def test_a_bom_before_mrconso_gives_no_phantom_concept(tmp_path, bad_line):
     assert tables.concepts.to_pylist()[0]["definition"] == "Fluid in the pleural space."
     assert [(r["head"], r["tail"]) for r in tables.relations.to_pylist()] == [("C0032326", "C0032227")]
     assert [p.line for p in problems.problems] == ([4] if bad_line else [])
-    assert [row.CUI for _, row in read_table(table_path(rrf, "MRCONSO"), MRCONSO, ProblemLog())][0] == "C0032227"
+    assert next(row.CUI for _, row in read_table(table_path(rrf, "MRCONSO"), MRCONSO, ProblemLog())) == "C0032227"
 
     from graphdb.embedded import EmbeddedStore
 
