@@ -78,8 +78,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(root: Path, heap: str = HEAP) -> BoltServer:
-    """Start the server in a child process; returns once it accepts Bolt connections."""
+def start(root: Path, heap: str = HEAP, attempts: int = 3) -> BoltServer:
+    """Start the server in a child process; returns once it accepts Bolt connections.
+    A port taken between `free_port` and the server binding it costs one more attempt."""
+    for attempt in range(attempts - 1):
+        try:
+            return _start(root / f"server-{attempt}", heap)
+        except RuntimeError as error:
+            if not any(sign in str(error) for sign in ("Address already in use", "Unable to listen", "BindException")):
+                raise
+    return _start(root / f"server-{attempts - 1}", heap)
+
+
+def _start(root: Path, heap: str) -> BoltServer:
     root.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(18)
     http_port, bolt_port = free_port(), free_port()
