@@ -318,12 +318,25 @@ def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _interrupt_flag():
-    """SIGTERM (a scheduler's stop) handled like Ctrl-C: the loop checkpoints after the current step.
-    Returns the flag and a function that puts the previous handler back (training called from a process
-    that lives on: a notebook, a test session)."""
+    """Ctrl-C (SIGINT) and SIGTERM (a scheduler's stop) set a flag: the loop checkpoints after the current step
+    and stops, so neither lands inside library code (an interrupted TensorBoard write can hang its close). A
+    second Ctrl-C stops at once. Returns the flag and a function that puts the previous handlers back
+    (training called from a process that lives on: a notebook, a test session)."""
     received = {"stop": False}
     if threading.current_thread() is not threading.main_thread():
         return (lambda: received["stop"]), (lambda: None)
-    previous = signal.signal(signal.SIGTERM, lambda *_: received.__setitem__("stop", True))
-    previous = signal.SIG_DFL if previous is None else previous  # None: a handler installed outside Python
-    return (lambda: received["stop"]), (lambda: signal.signal(signal.SIGTERM, previous))
+
+    def stop(signum: int, frame: Any) -> None:
+        if received["stop"] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        received["stop"] = True
+        if signum == signal.SIGINT:
+            log.warning("stopping after this step, with a checkpoint (Ctrl-C again to stop at once)")
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for signum, handler in previous.items():  # None: a handler installed outside Python
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+    return (lambda: received["stop"]), restore

@@ -121,8 +121,8 @@ REPORTS = [
 SLOW_CLI = """
 import os, sys, time
 from alignment import metrics
-log, pause_at = metrics.MetricsLog.log, int(os.environ["PAUSE_AT"])
-metrics.MetricsLog.log = lambda self, step, *a, **k: (log(self, step, *a, **k), step >= pause_at and time.sleep(60))
+log, pause_at, pause_s = metrics.MetricsLog.log, int(os.environ["PAUSE_AT"]), float(os.environ.get("PAUSE_S", 60))
+metrics.MetricsLog.log = lambda self, step, *a, **k: (log(self, step, *a, **k), step >= pause_at and time.sleep(pause_s))
 from medkg.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -253,9 +253,9 @@ def test_shipped_config_trains_its_loss_falls_and_the_model_loads(name, tiny, op
     overrides = settings(tiny, open_kg_dir, *(DECODER if name in ("kad", "medkg") else ()), f"train.epochs={epochs}",
                          "train.lr=3e-3", "transform.augment=false", "train.checkpoint_every=0", "train.eval_every=2")
     run = tmp_path / name
-    sigterm = signal.getsignal(signal.SIGTERM)
+    handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
     summary = train(name, run, data_dir, overrides)
-    assert signal.getsignal(signal.SIGTERM) is sigterm  # training's own handler is gone once it returns
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == handlers  # training's own are gone once it returns
     steps = steps_per_epoch(prepared)
     assert (summary.epochs, summary.steps) == (epochs, epochs * steps) and math.isfinite(summary.loss)
 
@@ -350,8 +350,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_one(u
 def test_ctrl_c_stops_cleanly_keeps_the_checkpoint_and_says_how_to_resume(uninterrupted, data_dir, train_home, tmp_path):
     _, overrides = uninterrupted
     run = tmp_path / "c"
-    pause_at = 2  # the second step, paused in its metrics row, before its own checkpoint
-    env = {**os.environ, "MEDKG_HOME": str(train_home), "PAUSE_AT": str(pause_at)}
+    pause_at = 2  # steps from the second on pause 3 s in their metrics row, before the end-of-step check
+    env = {**os.environ, "MEDKG_HOME": str(train_home), "PAUSE_AT": str(pause_at), "PAUSE_S": "3"}
     process = subprocess.Popen([sys.executable, "-c", SLOW_CLI, *cli_args("medkg", run, data_dir, overrides)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 240
@@ -367,9 +367,11 @@ def test_ctrl_c_stops_cleanly_keeps_the_checkpoint_and_says_how_to_resume(uninte
             process.kill()
             process.wait()
     assert process.returncode == 130 and "Traceback" not in err, err[-3000:]
-    assert err.rstrip().endswith(f"medkg: stopped at step {pause_at}; the checkpoint is saved in {run / 'checkpoint.pt'}: "
+    step = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
+    assert step in (pause_at, pause_at + 1)  # the step Ctrl-C came in, saved when it ended (the next, on a slow machine)
+    assert "stopping after this step, with a checkpoint (Ctrl-C again to stop at once)" in err
+    assert err.rstrip().endswith(f"medkg: stopped at step {step}; the checkpoint is saved in {run / 'checkpoint.pt'}: "
                                  "run the same command again to resume")
-    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == pause_at
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary file left behind
 
 
