@@ -42,6 +42,7 @@ if str(_HERE.parent) not in sys.path:
     sys.path.insert(0, str(_HERE.parent))
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
@@ -56,7 +57,7 @@ from torch import Tensor  # noqa: E402
 from embed.evaluate import ScoreAll, evaluate  # noqa: E402
 from embed.models import KGEConfig  # noqa: E402
 from embed.train import train  # noqa: E402
-from embed.triples import Split, Triples, split_triples  # noqa: E402
+from embed.triples import Split, Triples  # noqa: E402
 
 # The compared settings: TransE as PyKEEN's defaults have it (margin ranking, L1 distance) and RotatE
 # with its paper's self-adversarial loss. medkg and PyKEEN get exactly these.
@@ -67,8 +68,7 @@ COMPARED = {
                         batch_size=256, negatives=32, epochs=100),
 }
 BEST_UMLS = KGEConfig(model="complex", dim=256, loss="ce", regularization=0.005, lr=0.01, batch_size=256, epochs=100)
-OPEN_MODELS = ("rotate", "distmult")  # `medkg embed train`'s presets, with and without text features
-OPEN_EPOCHS = 40
+OPEN_TABLE = ("transe", "rotate", "rgcn-distmult", "film-distmult", "text")  # `medkg embed train` presets
 PYKEEN_LOSSES = {"margin": ("marginranking", lambda c: {"margin": c.margin}),
                  "nssa": ("nssa", lambda c: {"margin": c.margin, "adversarial_temperature": c.adversarial_temperature})}
 METRICS = ("mrr", "hits@1", "hits@3", "hits@10")
@@ -201,41 +201,59 @@ def connected_share(split: Split) -> Tensor:
         parent = updated
 
 
-def open_graph(kg_dir: Path, data_dir: Path | None) -> None:
-    from embed.features import concept_features, concepts_in_order
-    from embed.presets import preset
-    from encoders.text import TextEncoder
-    from graphdb.uri import medkg_home
-    from kg.problems import ProblemLog
-    from kg.tables import read_tables
+def train_open_run(model: str, kg_dir: Path, run: Path, threads: int) -> dict[str, float]:
+    """`medkg embed train --model MODEL` (its preset) as a child process: wall seconds and the child's
+    own peak resident memory (os.wait4), so each model's memory is its own. A finished run is kept."""
+    medkg = Path(sys.executable).parent / "medkg"
+    command = [str(medkg), "embed", "train", "--kg", str(kg_dir), "--model", model, "--out", str(run), "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed")
+    return {"seconds": time.perf_counter() - start, "peak_gb": usage.ru_maxrss / 2**20}
+
+
+def open_graph(kg_dir: Path, data_dir: Path | None, runs: Path, threads: int) -> None:
+    """Every model of `OPEN_TABLE` trained by `medkg embed train` (its preset) into `runs`, the frequency
+    baseline, and text + RotatE combined with the weight chosen on valid; one table on test."""
+    from embed.ensemble import combine, scorer, sweep
+    from embed.pipeline import load_run
+    from medkg.api.embed import evaluate as evaluate_run
 
     ensure_kg(kg_dir, data_dir)
-    tables = read_tables(kg_dir, ProblemLog())
-    split = split_triples(Triples.from_tables(tables), seed=0)
-    print(f"open graph {kg_dir}: {split.train.num_entities:,} entities, {split.train.num_relations} relations, "
-          f"{len(split.train):,} / {len(split.valid):,} / {len(split.test):,} train / valid / test triples")
-    start = time.perf_counter()
-    features = concept_features(concepts_in_order(tables.concepts, split.train.entity_names), TextEncoder.from_pretrained(),
-                                medkg_home() / "features", progress=False)
-    print(f"text features (bundled MiniLM, cached in {medkg_home() / 'features'}): {time.perf_counter() - start:.1f} s")
-    baseline = evaluate(frequency_baseline(split), split.test, split.known, per_relation=True)
-    connected = connected_share(split)
-    runs = {f"{name} ({'text' if text else 'no text'})": (preset(name, text_features=text, epochs=OPEN_EPOCHS), text)
-            for name in OPEN_MODELS for text in (True, False)}
-    results = {}
-    for label, (config, text) in runs.items():
-        results[label] = run_medkg(config, split, per_relation=True, features=features if text else None)
-        print(f"medkg {label}, dim {config.dim}, {config.epochs} epochs: train {results[label]['seconds']:.1f} s "
-              f"({results[label]['triples_per_s']:,.0f} triples/s), test MRR {results[label]['mrr']:.4f}", flush=True)
-    names = split.test.relation_names
-    print(f"\n{'relation':<16} {'test':>6} {'connected':>9} {'baseline':>8} " + " ".join(f"{label:>18}" for label in results))
-    for name in ["all", *names]:
-        mask = torch.ones(len(split.test), dtype=torch.bool) if name == "all" else split.test.relations == names.index(name)
-        base = baseline if name == "all" else baseline["per_relation"][name]
-        cells = [r if name == "all" else r["per_relation"][name] for r in results.values()]
-        print(f"{name:<16} {int(mask.sum()):>6} {float(connected[mask].float().mean()):>9.1%} {base['mrr']:>8.4f} "
-              + " ".join(f"{c['mrr']:>18.4f}" for c in cells))
-    print("(filtered MRR on test; baseline: entities ranked by how often they fill the slot in training)")
+    results: dict[str, dict[str, Any]] = {}
+    cost: dict[str, dict[str, float]] = {}
+    for model in OPEN_TABLE:
+        run = runs / model
+        if not (run / "checkpoint.pt").exists() or (run / "bench.json").exists() is False:
+            cost[model] = train_open_run(model, kg_dir, run, threads)
+            (run / "bench.json").write_text(json.dumps(cost[model]))
+        cost[model] = json.loads((run / "bench.json").read_text())
+        results[model] = evaluate_run(run, progress=False)
+        print(f"{model}: test MRR {results[model]['mrr']:.4f}, {cost[model]['seconds']:.0f} s, "
+              f"peak {cost[model]['peak_gb']:.1f} GB", flush=True)
+    text, split = load_run(runs / "text")
+    rotate, rotate_split = load_run(runs / "rotate")
+    if not torch.equal(split.test.stacked(), rotate_split.test.stacked()):
+        raise SystemExit("the text and RotatE runs hold different splits")
+    first, second = scorer(text), scorer(rotate)
+    by_weight = sweep(first, second, split.valid, split.known)
+    weight = max(by_weight, key=by_weight.__getitem__)
+    print("valid MRR by text weight: " + ", ".join(f"{w:.1f} {m:.4f}" for w, m in by_weight.items()))
+    results["text + rotate"] = evaluate(combine(first, second, weight), split.test, split.known, per_relation=True)
+    results["frequency"] = evaluate(frequency_baseline(split), split.test, split.known, per_relation=True)
+    print(f"\n{'model':<16} {'MRR':>7} {'H@1':>7} {'H@3':>7} {'H@10':>7} {'train s':>8} {'peak GB':>8}")
+    for name, m in results.items():
+        c = cost.get(name, {})
+        print(f"{name:<16} " + " ".join(f"{m[k]:>7.4f}" for k in METRICS)
+              + f" {c.get('seconds', 0):>8.0f} {c.get('peak_gb', 0):>8.1f}")
+    names = sorted(results["frequency"]["per_relation"])
+    print(f"\n{'relation MRR':<16} " + " ".join(f"{n:>14}" for n in names))
+    for name, m in results.items():
+        print(f"{name:<16} " + " ".join(f"{m['per_relation'][n]['mrr']:>14.4f}" for n in names))
+    print(f"(filtered, test split; combination weight {weight:.1f} on text, chosen on valid)")
 
 
 def quiet_pykeen() -> None:
@@ -254,15 +272,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--skip-pykeen", action="store_true", help="medkg only")
     parser.add_argument("--skip-open", action="store_true", help="UMLS only")
+    parser.add_argument("--skip-umls", action="store_true", help="the open graph only")
+    parser.add_argument("--runs", type=Path, default=Path("out/kge-open"), help="open-graph run directories (kept)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     quiet_pykeen()
     device = KGEConfig().resolved_device()
     print(f"torch {torch.__version__}, {args.threads} threads, device {device}, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
-    ok = compare_umls(args.skip_pykeen)
+    ok = args.skip_umls or compare_umls(args.skip_pykeen)
     if not args.skip_open:
-        open_graph(args.open_kg, args.data_dir)
+        open_graph(args.open_kg, args.data_dir, args.runs, args.threads)
     print(f"\nload average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0 if ok else 1
 
