@@ -80,7 +80,8 @@ def small_training(small_reports, open_kg_dir) -> list[str]:
 def execute(name: str, output: Path, **parameters) -> nbformat.NotebookNode:
     """Run notebooks/<name>.ipynb in its own folder with `parameters` injected; returns the executed notebook."""
     papermill.execute_notebook(NOTEBOOKS / f"{name}.ipynb", output, parameters=parameters, kernel_name="python3",
-                               cwd=NOTEBOOKS, progress_bar=False, log_output=False)
+                               cwd=NOTEBOOKS, progress_bar=False, log_output=False, start_timeout=180,
+                               execution_timeout=600)  # a busy machine starts kernels slowly; a hung cell fails
     return nbformat.read(output, as_version=4)
 
 
