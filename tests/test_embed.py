@@ -276,12 +276,13 @@ def test_gnn_encoders_pass_messages_over_training_edges_only(encoder):
 
 
 def text_graph(entities: int = 120, seed: int = 0) -> tuple[Triples, Tensor]:
-    """A tree whose child's text vector is its parent's plus noise (a child names its parent), and a second
-    relation to a parent's sibling; features of dimension 32."""
+    """A tree whose child's text vector is its parent's, turned by a fixed rotation, plus noise: the child's
+    text tells its parent, but only to a model that has learned the rotation (their cosine does not)."""
     g = torch.Generator().manual_seed(seed)
     parents = torch.randint(0, 20, (entities - 20,), generator=g)
     features = torch.randn(20, 32, generator=g)
-    features = torch.cat([features, features[parents] + 0.4 * torch.randn(entities - 20, 32, generator=g)])
+    rotation = torch.linalg.qr(torch.randn(32, 32, generator=g))[0]
+    features = torch.cat([features, features[parents] @ rotation + 0.3 * torch.randn(entities - 20, 32, generator=g)])
     children = torch.arange(20, entities)
     triples = Triples.from_arrays(children, torch.zeros_like(children), parents, entities, 1)
     return triples, features
@@ -310,7 +311,7 @@ def test_text_model_ranks_parents_by_text_and_places_unseen_concepts():
             optimizer.step()
     assert len(state["prebatch"]) == config.prebatch
     after = evaluate(model, unseen, known)["tail"]
-    assert after["mrr"] > max(0.6, 2 * before) and after["hits@10"] > 0.9
+    assert after["mrr"] > max(0.35, 10 * before) and after["hits@10"] > 0.7, (before, after)
     # The candidate vectors are what a run exports.
     assert model.concept_vectors().shape == (120, 32)
     torch.testing.assert_close(model.concept_vectors().norm(dim=1), torch.ones(120))
