@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
-OUT ?= out
+DEMO ?= runs/demo
 INSTALLED := $(VENV)/.installed
 PARSER := tests/cypher/node_modules/.installed
 CHROMIUM := $(VENV)/.chromium
@@ -28,27 +28,13 @@ $(CHROMIUM): | $(INSTALLED)
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	touch $@
 
+# The main job: graph, extraction, embeddings, both aligners, evaluation, report (runs/demo/index.html).
+# Stages whose inputs have not changed are skipped; DEMO_ARGS passes more, e.g. DEMO_ARGS="--from train --budget-minutes 30".
 demo: $(INSTALLED)
-	$(BIN)/medkg kg build --source open --data-dir $(DATA) --out $(OUT)/open-kg
-	$(BIN)/medkg kg load $(OUT)/open-kg
-	$(BIN)/medkg kg load $(OUT)/open-kg --quiet
-	$(BIN)/medkg kg info
-	$(BIN)/medkg kg lookup "pleural efusion" --limit 5
-	$(BIN)/medkg kg neighbors RADLEX:RID34539 --rel IS_A LOCATED_AT --depth 2 --limit 15
-	$(BIN)/medkg kg query "MATCH (f:Concept)-[r:LOCATED_AT]->(a:Concept) WHERE r.source = \$$src RETURN f.name AS finding, a.name AS anatomy, r.support AS reports ORDER BY reports DESC LIMIT \$$n" --param src=IUXRAY --param n=8
-	MEDKG_DATA_DIR=$(DATA) $(BIN)/medkg extract index $(OUT)/open-kg
-	MEDKG_DATA_DIR=$(DATA) $(BIN)/medkg extract run $(DATA)/iu-xray/NLMCXR_reports.tgz --kg $(OUT)/open-kg --out $(OUT)/iu-mentions.jsonl --workers 2 --link
-	MEDKG_DATA_DIR=$(DATA) $(BIN)/medkg extract labels $(DATA)/iu-xray/NLMCXR_reports.tgz --kg $(OUT)/open-kg --label-set chestxray14 --out $(OUT)/iu-chestxray14.csv --workers 2
-	$(BIN)/medkg kg query "MATCH (r:Report)-[m:MENTIONS]->(c:Concept) WHERE m.assertion = \$$a AND m.section <> \$$s AND c.\`group\` = \$$g RETURN c.name AS finding, count(DISTINCT r) AS reports ORDER BY reports DESC LIMIT 8" --param a=present --param s=INDICATION --param g=DISO
-	$(BIN)/medkg embed knowledge --kg $(OUT)/open-kg --out $(OUT)/knowledge-encoder --steps 150 --batch-size 32 --lr 1e-4
-	$(BIN)/medkg embed text "fluid in the pleural space" "enlarged heart" "collapsed lung" --kg $(OUT)/open-kg --encoder $(OUT)/knowledge-encoder --limit 3
-	$(BIN)/medkg embed train --kg $(OUT)/open-kg --model rotate --text-encoder $(OUT)/knowledge-encoder --epochs 40 --out $(OUT)/kge
-	$(BIN)/medkg embed eval $(OUT)/kge
-	$(BIN)/medkg embed export $(OUT)/kge --graph
-	$(BIN)/medkg kg similar RADLEX:RID34539 --limit 8
+	$(BIN)/medkg demo --data-dir $(DATA) --out $(DEMO) $(DEMO_ARGS)
 
 test: $(INSTALLED) $(PARSER) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(OUT) .pytest_cache
+	rm -rf $(DEMO) .pytest_cache

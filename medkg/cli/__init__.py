@@ -12,7 +12,7 @@ from graphdb.readonly import FileAccessError, ReadOnlyError
 from graphdb.store import ConceptNotFoundError, GraphNotFoundError, IncompleteGraphError, NoEmbeddingsError
 from kg.errors import MedkgError
 
-from . import align, embed, evaluate, explain, extract, kg
+from . import align, demo, embed, evaluate, explain, extract, kg
 
 # What to do next, in the command line's words: the library's messages name no command or flag.
 HINTS: tuple[tuple[type[Exception], str], ...] = (
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     align.register(commands)
     explain.register(commands)
     evaluate.register(commands)
+    demo.register(commands)
     _verbose_everywhere(parser)
     return parser
 
