@@ -105,7 +105,8 @@ def test_text_feature_run_on_a_graph_written_as_rrf(tmp_path, capsys, monkeypatc
     monkeypatch.setenv("MEDKG_HOME", str(tmp_path / "home"))
     kg_dir, run = tmp_path / "kg", tmp_path / "run"
     write_graph_rrf(small_graph(), kg_dir)
-    out = run_cli(capsys, "embed", "train", "--kg", str(kg_dir), "--out", str(run), "--epochs", "3", "--dim", "16", "-q")
+    out = run_cli(capsys, "embed", "train", "--kg", str(kg_dir), "--model", "rotate", "--out", str(run), "--epochs", "3",
+                  "--dim", "16", "-q")
     assert "rotate: 7 concepts" in out and "3 epochs" in out
     assert list((tmp_path / "home" / "features").glob("concept-features-*.safetensors"))  # cached for the next run
 
@@ -125,8 +126,10 @@ def test_text_feature_run_on_a_graph_written_as_rrf(tmp_path, capsys, monkeypatc
         text_only = model.project(model.features)
     row = ids.index("T:isolated")  # no edge: only ever a sampled negative, so its row stays near its text's
     assert torch.cosine_similarity(vectors[row], text_only[row], dim=0) > 0.9
-    assert run_cli(capsys, "embed", "train", "--kg", str(kg_dir), "--out", str(run), "--epochs", "3", "--dim", "16", "-q")
-    assert main(["embed", "train", "--kg", str(kg_dir), "--out", str(run), "--epochs", "3", "--dim", "16", "--no-text-features"]) == 2
+    assert run_cli(capsys, "embed", "train", "--kg", str(kg_dir), "--model", "rotate", "--out", str(run), "--epochs", "3",
+                   "--dim", "16", "-q")
+    assert main(["embed", "train", "--kg", str(kg_dir), "--model", "rotate", "--out", str(run), "--epochs", "3", "--dim", "16",
+                 "--no-text-features"]) == 2
     assert "trained with text features" in capsys.readouterr().err
 
 

@@ -12,7 +12,7 @@ from ..output import print_rows
 from .common import json_opt, problems_footer, run_opt
 
 DEFAULT_GRAPH = "default"
-DEFAULT_MODEL = "rotate"
+DEFAULT_MODEL = "text"  # the best measured on the open graph (docs/BENCHMARKS.md)
 # What each model's preset (embed.presets) sets, for --help without importing torch; a test keeps them equal.
 PRESET_HELP = {
     "lr": "0.01; text 0.001",
