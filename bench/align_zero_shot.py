@@ -20,13 +20,9 @@ Runs already trained in --out are evaluated without retraining (delete them to r
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-# `python bench/align_zero_shot.py` puts bench/ first on sys.path; the packages live in the repository root.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+import _root  # noqa: E402,F401  (first: the repository root on sys.path)
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -44,12 +44,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# `python bench/extract.py` puts bench/ first on sys.path, where this file would shadow the
-# `extract` package. Take bench/ out and put the repository root in, for `tests.iu_mesh`.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(_HERE.parent) not in sys.path:
-    sys.path.insert(0, str(_HERE.parent))
+import _root  # noqa: E402,F401  (first: the repository root on sys.path)
 
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
@@ -58,7 +53,6 @@ import multiprocessing as mp  # noqa: E402
 import os  # noqa: E402
 import pstats  # noqa: E402
 import resource  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
@@ -391,19 +385,6 @@ def accuracy_table(medkg: Scores, quick: Scores) -> str:
     return "\n".join(rows)
 
 
-def ensure_kg(kg_dir: Path, data_dir: Path | None) -> float | None:
-    if (kg_dir / "MRCONSO.RRF").exists():
-        return None
-    medkg = Path(sys.executable).parent / "medkg"
-    command = [str(medkg) if medkg.exists() else "medkg", "kg", "build", "--source", "open", "--out", str(kg_dir)]
-    if data_dir is not None:
-        command += ["--data-dir", str(data_dir)]
-    print(f"building the open graph: {' '.join(command)}", flush=True)
-    start = time.perf_counter()
-    subprocess.run(command, check=True)
-    return time.perf_counter() - start
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kg", type=Path, default=Path("out/open-kg"), help="RRF directory of the graph (default: out/open-kg)")
@@ -422,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="medkg-bench-") as tmp:
         scratch = Path(tmp)
         home = args.home or (Path(os.environ["MEDKG_HOME"]) if os.environ.get("MEDKG_HOME") else scratch / "home")
-        kg_seconds = ensure_kg(args.kg, args.data_dir)
+        kg_seconds = _root.ensure_kg(args.kg, args.data_dir)
         if kg_seconds is not None:
             print(f"graph built in {kg_seconds:.1f} s")
         types = read_semgroups(semgroups_path(args.data_dir))

@@ -26,6 +26,7 @@ are reported, not enforced.
 
 from __future__ import annotations
 
+import _root  # noqa: F401  (first: the repository root on sys.path, for tests.bolt_server)
 import argparse
 import itertools
 import os
@@ -49,7 +50,6 @@ from kg.problems import ProblemLog
 from kg.tables import GraphTables, read_tables
 from kg.write import write_graph_rrf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.bolt_server
 from tests.bolt_server import HEAP as BOLT_HEAP
 from tests.bolt_server import bolt_server
 

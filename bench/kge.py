@@ -35,11 +35,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# `python bench/kge.py` puts bench/ first on sys.path; the packages live in the repository root.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(_HERE.parent) not in sys.path:
-    sys.path.insert(0, str(_HERE.parent))
+import _root  # noqa: E402,F401  (first: the repository root on sys.path)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -166,17 +162,6 @@ def compare_umls(skip_pykeen: bool) -> bool:
     return agree
 
 
-def ensure_kg(kg_dir: Path, data_dir: Path | None) -> None:
-    if (kg_dir / "MRCONSO.RRF").exists():
-        return
-    medkg = Path(sys.executable).parent / "medkg"
-    command = [str(medkg) if medkg.exists() else "medkg", "kg", "build", "--source", "open", "--out", str(kg_dir)]
-    if data_dir is not None:
-        command += ["--data-dir", str(data_dir)]
-    print(f"building the open graph: {' '.join(command)}", flush=True)
-    subprocess.run(command, check=True)
-
-
 def frequency_baseline(split: Split) -> ScoreAll:
     """Scores an entity by how often it fills the asked slot of the relation in training: the prior a
     model must beat to have learned anything about the particular query."""
@@ -222,7 +207,7 @@ def open_graph(kg_dir: Path, data_dir: Path | None, runs: Path, threads: int) ->
     from embed.pipeline import load_run
     from medkg.api.embed import evaluate as evaluate_run
 
-    ensure_kg(kg_dir, data_dir)
+    _root.ensure_kg(kg_dir, data_dir)
     results: dict[str, dict[str, Any]] = {}
     cost: dict[str, dict[str, float]] = {}
     for model in OPEN_TABLE:

@@ -23,13 +23,9 @@ Run from the repository root:
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(_HERE.parent) not in sys.path:
-    sys.path.insert(0, str(_HERE.parent))
+import _root  # noqa: E402,F401  (first: the repository root on sys.path)
 
 import argparse  # noqa: E402
 import os  # noqa: E402

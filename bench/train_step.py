@@ -54,11 +54,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# `python bench/train_step.py` puts bench/ first on sys.path; the packages live in the repository root.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(_HERE.parent) not in sys.path:
-    sys.path.insert(0, str(_HERE.parent))
+import _root  # noqa: E402,F401  (first: the repository root on sys.path)
 
 import os  # noqa: E402
 
@@ -96,7 +92,7 @@ from graphdb.uri import medkg_home  # noqa: E402
 from kg.paths import default_data_dir  # noqa: E402
 from kg.problems import ProblemLog  # noqa: E402
 
-CONFIGS = _HERE.parent / "configs"
+CONFIGS = _root.ROOT / "configs"
 VIT = ["model.image.architecture=vit", "model.image.patch_size=16", "model.image.vit_hidden_size=192",
        "model.image.vit_layers=4", "model.image.vit_heads=3", "model.image.image_size=224", "transform.image_size=224"]
 PATCH_KEEP = 0.5
