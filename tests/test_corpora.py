@@ -366,6 +366,20 @@ def test_csv_manifest_with_report_text_labels_and_bom(tmp_path):
     assert [(p.line, p.kind) for p in problems.problems] == [(6, "empty report")]  # quoted texts span lines
 
 
+def test_a_bad_byte_or_a_long_report_in_a_manifest_costs_that_row_alone(tmp_path):
+    rows = [f"img/{i}.png,FINDINGS: report {i}.,p{i}\n".encode() for i in range(6)]
+    for i in range(6):
+        png(tmp_path / "img" / f"{i}.png")
+    rows[2] = b"img/2.png,FINDINGS: caf\xe9 effusion.,p2\n"                      # Latin-1, not UTF-8
+    rows[4] = f"img/4.png,\"FINDINGS: {'long text ' * 20_000}\",p4\n".encode()  # 200 KB: a valid report
+    (tmp_path / "manifest.csv").write_bytes(b"image,report,patient\n" + b"".join(rows))
+    problems = ProblemLog()
+    corpus = read_corpus("csv", tmp_path / "manifest.csv", problems)
+    assert [i.name for i in corpus.images] == ["img/0.png", "img/1.png", "img/3.png", "img/4.png", "img/5.png"]
+    assert len(corpus.reports[3].text) > 190_000
+    assert [(p.line, p.kind) for p in problems.problems] == [(4, "encoding")]
+
+
 def test_csv_manifest_with_report_ids(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("MEDKG_DATA_DIR", str(data_dir))  # extract.reports sections CSV reports with the shared lexicons
     png(tmp_path / "a.png"), png(tmp_path / "b.png")

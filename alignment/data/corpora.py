@@ -14,18 +14,17 @@ A corpus is `paired` when some report's study has images.
 from __future__ import annotations
 
 import csv
-import gzip
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from alignment.data.records import Corpus, DatasetError, ImageRecord, ReportRecord
 from alignment.states import ABSENT, PRESENT, UNCERTAIN
 from extract.reports import iter_reports, iu_report, read_txt_report
-from kg.csv_rows import numbered_rows
+from kg.csv_rows import numbered_rows, open_csv, undecodable
 from kg.problems import ProblemLog
 from kg.sources import iu_xray
 
@@ -303,15 +302,17 @@ def _entries(folder: Path, pattern: re.Pattern[str] | None, directories: bool) -
 @contextmanager
 def _table(path: Path, problems: ProblemLog, required: Sequence[str]) -> Iterator[tuple[list[str], Iterator[_Row]]]:
     """(column names, rows as (line, {column: stripped value})) of a CSV or CSV.gz; DatasetError when a required
-    column is missing. A row with too few or surplus non-blank fields is reported, and reading stops at the first
-    undecodable line (csv cannot resync), keeping the rows before it."""
+    column is missing. A row with too few or surplus non-blank fields, or a byte that is not UTF-8, is reported
+    with its line and costs that row alone (`kg.csv_rows`)."""
     path = _required(path)
-    with _open_text(path) as stream:
+    with open_csv(path) as stream:
         reader = csv.reader(stream)
         try:
             header = next(reader, None) or []
-        except (csv.Error, UnicodeDecodeError) as e:
+        except csv.Error as e:
             raise DatasetError(f"{path}: unreadable CSV header ({e})") from e
+        if undecodable(header):
+            raise DatasetError(f"{path}: the CSV header is not UTF-8")
         columns = [name.strip() for name in header]
         missing = [name for name in required if name not in columns]
         if missing:
@@ -327,12 +328,6 @@ def _rows(path: Path, reader: Any, columns: list[str], problems: ProblemLog) -> 
             problems.report(path, row_line, "column count", f"{len(row)} fields, the header has {width}; skipped")
             continue
         yield row_line, {name: field.strip() for name, field in zip(columns, row) if name}
-
-
-def _open_text(path: Path) -> IO[str]:
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    return path.open(encoding="utf-8-sig", newline="")
 
 
 def _labels(row: dict[str, str], names: Sequence[str], file: Path, line: int, problems: ProblemLog) -> dict[str, int]:
