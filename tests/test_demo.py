@@ -123,7 +123,7 @@ def test_the_demo_runs_every_stage_and_a_rerun_skips_them(demo):
     assert graph["concepts"] > 50_000 and graph["counts"]["IS_A"] > 40_000
     assert extract["reports"] == 3955 and extract["linked"] > 10_000 and extract["assertions"]["absent"] > 1000
     assert set(extract["label_prevalence"]) >= {"Effusion", "Cardiomegaly"}
-    assert 0 <= records["embed"]["summary"]["test"]["mrr"] <= 1
+    assert records["embed"]["summary"]["vectors"] == graph["concepts"]
     assert all(train[m]["steps"] >= 1 for m in ("medkg", "clip"))
     for model in ("medkg", "clip"):
         metrics = json.loads((out / "eval" / model / "metrics.json").read_text())

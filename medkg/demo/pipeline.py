@@ -39,6 +39,7 @@ class Stage:
     settings: dict[str, Any] = field(default_factory=dict)
     inputs: list[Path] = field(default_factory=list)    # files and folders read (their stamps join the key)
     outputs: list[Path] = field(default_factory=list)   # what must exist for a cached stage to count as done
+    paced: bool = True                          # False: its time is a budget the machine's pace does not change
 
 
 def stamp(paths: Iterable[Path]) -> list[list[Any]]:
@@ -96,10 +97,12 @@ def run_stages(stages: list[Stage], out: Path, start_from: str | None = None,
             say(f"medkg demo [{number}/{len(stages)}] {stage.name}: up to date, skipped "
                 f"(inputs unchanged since {record.get('finished', '?')})")
             continue
-        remaining = sum(s.expected_seconds for s in stages[number - 1:])
-        pace = spent_actual / spent_expected if spent_expected > 30 else 1.0
+        # this machine's pace so far against the expected times, kept within reason: a cached or tiny stage
+        # says little about the long ones
+        pace = min(4.0, max(0.75, spent_actual / spent_expected)) if spent_expected > 30 else 1.0
+        remaining = sum(s.expected_seconds * (pace if s.paced else 1.0) for s in stages[number - 1:])
         say(f"medkg demo [{number}/{len(stages)}] {stage.name}: {stage.doing} "
-            f"(elapsed {_clock(time.perf_counter() - started)}, about {_clock(remaining * pace)} left)")
+            f"(elapsed {_clock(time.perf_counter() - started)}, about {_clock(remaining)} left)")
         records.pop(stage.name, None)  # a stage that fails leaves no stale record behind
         _write_records(out, records)
         begun = time.perf_counter()

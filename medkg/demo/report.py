@@ -247,10 +247,11 @@ def _page(records: dict[str, Any], s: dict[str, Any], evals: dict[str, Any], fig
     parts.append("<h2>3. Knowledge embedding</h2>")
     if m:
         test = m.get("test", {})
+        ranked = (f"rank held-out graph edges with filtered MRR <b>{test['mrr']:.3f}</b> (Hits@10 {test['hits@10']:.3f})"
+                  if test else "were not evaluated (<code>--quick</code>)")
         parts.append(f"<p>The knowledge encoder was fine-tuned for {m.get('knowledge_steps')} steps on the graph's names, "
                      f"synonyms and relations. Concept embeddings (<code>{e(str(m.get('kge_model')))}</code>, "
-                     f"{m.get('kge_epochs')} epochs) rank held-out graph edges with filtered MRR "
-                     f"<b>{test.get('mrr', float('nan')):.3f}</b> (Hits@10 {test.get('hits@10', float('nan')):.3f}); "
+                     f"{m.get('kge_epochs')} epochs) {ranked}; "
                      f"{m.get('vectors', 0):,} concept vectors were exported and stored on the concepts "
                      "(<code>medkg kg similar</code>). The aligner's soft targets, prototypes and entity queries read them.</p>")
 

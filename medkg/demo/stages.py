@@ -50,10 +50,13 @@ class Sizes:
     aligner: tuple[str, ...]          # --set overrides for both aligners
     resamples: int
     explain_images: int
+    kge_evaluate: bool = True         # rank every held-out edge against all 55k concepts (minutes on 2 cores)
+    report_sample: int = 0            # > 0: the aligners read only the first N IU reports (0: all 3,955)
 
 
 FULL = Sizes(knowledge_steps=150, kge_epochs=40, kge_text_features=True, aligner=(), resamples=1000, explain_images=4)
-QUICK = Sizes(knowledge_steps=4, kge_epochs=2, kge_text_features=False, resamples=50, explain_images=2,
+QUICK = Sizes(knowledge_steps=2, kge_epochs=1, kge_text_features=False, resamples=50, explain_images=2,
+              kge_evaluate=False, report_sample=300,
               aligner=("transform.image_size=64", "model.image.image_size=64", "model.image.hidden_sizes=[8,16,32,64]",
                        "train.epochs=1", "train.batch_size=64", "train.eval_every=0", "data.extra_entities=4"))
 
@@ -124,7 +127,7 @@ def build_stages(s: DemoSettings) -> list[Stage]:
         trained = api.train(kge, kg=kg_dir, text_features=sizes.kge_text_features,
                             text_encoder=encoder if sizes.kge_text_features else None, progress=False, problems=problems,
                             epochs=sizes.kge_epochs)
-        metrics = api.evaluate(kge, progress=False)
+        metrics = api.evaluate(kge, progress=False) if sizes.kge_evaluate else {}
         exported = api.export(kge, vectors, graph=graph)  # stored on the concepts too: `medkg kg similar` answers
         return {"knowledge_steps": knowledge.steps, "knowledge_loss": knowledge.loss, "kge_model": trained.model,
                 "kge_epochs": trained.epochs, "triples": trained.triples, "test": _overall(metrics),
@@ -134,9 +137,11 @@ def build_stages(s: DemoSettings) -> list[Stage]:
         from ..api import align
 
         result = {}
+        sample = [f"data.reports={_report_sample(d / IU_REPORTS, out / 'iu-reports-sample.csv', sizes.report_sample)}"] \
+            if sizes.report_sample else []
         for name in MODELS:
             minutes = s.budget_minutes * BUDGET_SHARE[name]
-            summary = align.train(name, runs[name], d, _aligner_overrides(name, s, kg_dir, vectors, encoder)
+            summary = align.train(name, runs[name], d, _aligner_overrides(name, s, kg_dir, vectors, encoder) + sample
                                   + [f"train.max_minutes={minutes:g}"], progress=False, problems=problems)
             result[name] = {"epochs": summary.epochs, "configured_epochs": summary.configured_epochs,
                             "steps": summary.steps, "seconds": round(summary.seconds, 1), "budget_minutes": minutes,
@@ -176,7 +181,7 @@ def build_stages(s: DemoSettings) -> list[Stage]:
               asdict(sizes), [kg_dir], [encoder, kge, vectors]),
         Stage("train", f"training the knowledge-guided aligner and the CLIP baseline ({s.budget_minutes:g} min budget)",
               s.budget_minutes * 60 + 60, train_stage, {**asdict(sizes), "budget": s.budget_minutes},
-              [d / NIH / "Data_Entry_2017.csv", *trained_inputs], [runs[m] / "model" for m in MODELS]),
+              [d / NIH / "Data_Entry_2017.csv", *trained_inputs], [runs[m] / "model" for m in MODELS], paced=False),
         Stage("evaluate", "scoring both on the held-out patients and drawing entity attention", 40 if s.quick else 150,
               evaluate_stage, {**asdict(sizes), "device": s.device}, [d / NIH / "BBox_List_2017.csv"],
               [evals[m] / "metrics.json" for m in MODELS]),
@@ -194,6 +199,24 @@ def _aligner_overrides(name: str, s: DemoSettings, kg_dir: Path, vectors: Path, 
     if s.device:
         items.append(f"train.device={s.device}")
     return items
+
+
+def _report_sample(archive: Path, out: Path, count: int) -> Path:
+    """The first `count` reports with text, as an `id,text` CSV (a report corpus the aligners read)."""
+    import csv
+
+    from extract.reports import iter_reports
+    from kg.atomic import atomic_open
+
+    rows = []
+    for report in iter_reports(archive, ProblemLog(max_logged=0)):
+        if report.text.strip():
+            rows.append((report.id, report.text))
+        if len(rows) == count:
+            break
+    with atomic_open(out, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([("id", "text"), *rows])
+    return out.resolve()
 
 
 def _safe_uri(uri: str) -> str:
