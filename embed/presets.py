@@ -20,7 +20,7 @@ SHALLOW: dict[str, dict[str, Any]] = {
     "rotate": {"dim": 128, "loss": "nssa", "margin": 9.0, **SAMPLED},
     "complex": {"dim": 128, "loss": "softmax", "regularization": 0.01, **SAMPLED},
     # SimKGC's batch and margin; small MLPs over frozen text vectors take a larger rate than a transformer.
-    "text": {"loss": "infonce", "batch_size": 512, "lr": 0.001, "epochs": 10, "additive_margin": 0.02},
+    "text": {"loss": "infonce", "batch_size": 512, "lr": 0.001, "epochs": 8, "additive_margin": 0.02},
 }
 ENCODED: dict[str, Any] = {"dim": 128, "loss": "softmax", "batch_size": 8192, "negatives": 4096, "shared_negatives": True,
                            "lr": 0.01, "encoder_layers": 2, "encoder_bases": 4, "encoder_dropout": 0.1}

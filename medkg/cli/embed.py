@@ -17,7 +17,7 @@ DEFAULT_MODEL = "text"  # the best measured on the open graph (docs/BENCHMARKS.m
 PRESET_HELP = {
     "lr": "0.01; text 0.001",
     "batch_size": "1024; text 512; GNN encoders 8192",
-    "epochs": "40; text 10",
+    "epochs": "40; text 8",
     "dim": "128; text: its text vectors' width",
 }  # `--graph` without a URI: $MEDKG_GRAPH, else the embedded graph in $MEDKG_HOME
 
