@@ -14,17 +14,17 @@ same settings, and an MRR of at least 0.90 on UMLS with medkg's best model. In o
 - ranks PyKEEN's trained model with medkg's evaluator too: the two MRRs of one model must agree, a
   check of medkg's filtered ranking against PyKEEN's (realistic ranks, train + valid + test filtered);
 - trains medkg's best UMLS model (ComplEx, 1-N cross-entropy over all entities);
-- reads the open radiology graph (`--open-kg`, built first if missing), splits it 80/10/10 with
-  `embed.triples.split_triples`, trains `medkg embed train`'s RotatE and DistMult presets (40 epochs)
-  with and without text features (the bundled MiniLM over each concept's name, synonyms and
-  definition, cached in $MEDKG_HOME/features) and prints filtered MRR per relation, next to a
-  baseline that ranks entities by how often they fill that relation's slot in training, and the share
-  of test triples whose two entities are connected at all in the training graph.
+- on the open radiology graph (`--open-kg`, built first if missing) trains each `medkg embed train`
+  preset of `OPEN_TABLE` (TransE, RotatE, RGCN and FiLM encoders, the text predictor) into `--runs`
+  in a child process (its wall time and its own peak memory), evaluates each on test, adds the
+  frequency baseline (entities ranked by how often they fill the relation's slot in training) and
+  the text predictor + RotatE combination with its weight chosen on valid, and prints one table
+  overall and one per relation.
 
 Run from the repository root:
 
     .venv/bin/python bench/kge.py [--threads 2] [--open-kg out/open-kg] [--data-dir ../shared/data]
-                                  [--skip-pykeen] [--skip-open]
+                                  [--runs out/kge-open] [--skip-pykeen] [--skip-open] [--skip-umls]
 
 Timings depend on the machine and on other load: compare figures from one run only. The run exits 1
 when the two evaluators disagree on a PyKEEN model; a missed goal is only reported.
@@ -32,21 +32,19 @@ when the two evaluators disagree on a PyKEEN model; a missed goal is only report
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-import _root  # noqa: E402,F401  (first: the repository root on sys.path)
-
 import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
+import sys
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from pathlib import Path
 from typing import Any  # noqa: E402
 
+import _root  # noqa: E402,F401  (first: the repository root on sys.path)
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
@@ -171,19 +169,6 @@ def frequency_baseline(split: Split) -> ScoreAll:
     as_tail.index_put_((train_.relations, train_.tails), torch.ones(len(train_)), accumulate=True)
     as_head.index_put_((train_.relations, train_.heads), torch.ones(len(train_)), accumulate=True)
     return lambda anchors, relations, predict_tail: (as_tail if predict_tail else as_head)[relations]
-
-
-def connected_share(split: Split) -> Tensor:
-    """Per test triple: are its two entities connected (ignoring direction) in the training graph?"""
-    parent = torch.arange(split.train.num_entities)
-    heads, tails = split.train.heads, split.train.tails
-    while True:  # label propagation to the smallest id in each component
-        low = torch.minimum(parent[heads], parent[tails])
-        updated = parent.clone().scatter_reduce_(0, heads, low, "amin").scatter_reduce_(0, tails, low, "amin")
-        updated = updated[updated]  # pointer jumping
-        if torch.equal(updated, parent):
-            return parent[split.test.heads] == parent[split.test.tails]
-        parent = updated
 
 
 def train_open_run(model: str, kg_dir: Path, run: Path, threads: int) -> dict[str, float]:
