@@ -86,8 +86,7 @@ class LinkPredictor(nn.Module):
     def prepared_rows(self, ids: Tensor, table: Tensor | None = None) -> Tensor:
         """Candidate rows of `ids`; the whole table is prepared instead when it has fewer rows than `ids`
         (a small graph): TransE's normalising is most of a small training step, forward and backward."""
-        sparse = getattr(self.config, "sparse", False)
-        if not sparse and self.num_entities < ids.numel() and self.kge.entity_tables():
+        if not self.config.sparse and self.num_entities < ids.numel() and self.kge.entity_tables():
             return F.embedding(ids, self.kge.prepare(self.entity_table() if table is None else table))
         return self.kge.prepare(self.entity_rows(ids, table))
 

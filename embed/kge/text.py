@@ -1,13 +1,14 @@
 """A text-based link predictor (SimKGC style; Wang et al., 2022) over frozen concept text vectors.
 
 The query is the anchor's text vector with the relation added (its own vector per direction, so a head
-query is the inverse relation: "what IS_A-children has x"), moved by a small residual MLP; a candidate is
-its text vector moved by a residual linear map. Both start as the text vectors themselves (the residuals
-start at zero), so training starts from the texts' cosines; the candidate side is one matrix product,
-cheap enough to recompute for every batch on a CPU. Both are unit vectors of the text's width, scored by cosine times a learned scale (the
-inverse temperature, starting at 1 / 0.05). No row belongs to an entity, so a concept never seen in
-training is ranked from its text alone (inductive), and every concept's candidate vector is computed
-once for ranking. Trained with the `infonce` loss: in-batch, pre-batch and self negatives, additive margin.
+query is the inverse relation: "what IS_A-children has x"), moved by a small residual MLP; a candidate
+is its text vector moved by a residual linear map. The residuals start at zero, so training starts
+from the texts' cosines, and the candidate side is one matrix product, cheap enough to recompute for
+every batch on a CPU. Both are unit vectors of the text's width, scored by cosine times a learned
+scale (the inverse temperature, starting at 1 / 0.05). No row belongs to an entity, so a concept never
+seen in training is ranked from its text alone (inductive), and every concept's candidate vector is
+computed once for ranking. Trained with the `infonce` loss: in-batch, pre-batch and self negatives,
+additive margin.
 
 The text vectors are the run's features (the bundled MiniLM, or a knowledge encoder from `medkg embed
 knowledge`, over each concept's name, synonyms and definition). Entity rows are [text | candidate].
