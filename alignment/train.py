@@ -277,9 +277,8 @@ def _schedule(optimizer: torch.optim.Optimizer, warmup: float, steps_per_epoch: 
 
 def _resume(out: Path, config: AlignConfig, digest: str, rt: runtime.Runtime, objective: Objective,
             optimizer: torch.optim.Optimizer, schedule: Any, scaler: torch.amp.GradScaler) -> dict[str, Any]:
-    fresh = {"step": 0, "epoch": 0, "batches": 0, "planned": config.train.epochs, "seconds": 0.0}
     if not (out / CHECKPOINT).exists():
-        return fresh
+        return _fresh(config)
     try:
         state = load_checkpoint(out / CHECKPOINT, rt.device)
     except Exception as error:  # a truncated or foreign file: say so, never a stack trace
@@ -293,7 +292,13 @@ def _resume(out: Path, config: AlignConfig, digest: str, rt: runtime.Runtime, ob
     scaler.load_state_dict(state["scaler"])
     if rt.main:
         log.warning("resuming %s at epoch %d, step %d", out, state["epoch"] + 1, state["step"])
+    fresh = _fresh(config)
     return {**fresh, **{k: state[k] for k in fresh if k in state}}
+
+
+def _fresh(config: AlignConfig) -> dict[str, Any]:
+    """Where a new run starts: step 0, the config's epochs planned, no training time spent."""
+    return {"step": 0, "epoch": 0, "batches": 0, "planned": config.train.epochs, "seconds": 0.0}
 
 
 def _save(out: Path, rt: runtime.Runtime, objective: Objective, optimizer: torch.optim.Optimizer, schedule: Any,
