@@ -156,3 +156,19 @@ def test_the_report_page_renders_with_its_figures_drawn(demo, chromium, tmp_path
     red = (pixels[..., 0] > 150) & (pixels[..., 1] < 90) & (pixels[..., 2] < 90)   # medkg's bars and curves
     blue = (pixels[..., 2] > 140) & (pixels[..., 0] < 90)                          # CLIP's
     assert red.sum() > 2000 and blue.sum() > 2000
+
+
+def test_the_demo_points_extraction_at_its_own_data_directory(tmp_path, monkeypatch):
+    """Extraction reads its lexicons from $MEDKG_DATA_DIR (else shared/data beside the checkout): during the demo that
+    is the --data-dir given, and afterwards the environment is as it was (a fresh clone elsewhere found no lexicons)."""
+    from kg.paths import default_data_dir
+    from medkg.demo import _data_dir_env
+
+    monkeypatch.delenv("MEDKG_DATA_DIR", raising=False)
+    with _data_dir_env(tmp_path):
+        assert default_data_dir() == tmp_path.resolve()
+    assert "MEDKG_DATA_DIR" not in os.environ
+    monkeypatch.setenv("MEDKG_DATA_DIR", "/elsewhere")
+    with _data_dir_env(tmp_path):
+        assert default_data_dir() == tmp_path.resolve()
+    assert os.environ["MEDKG_DATA_DIR"] == "/elsewhere"

@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .pipeline import StageFailed, run_stages
 from .stages import STAGE_NAMES, DemoSettings, build_stages, check_data
+
+DATA_ENV = "MEDKG_DATA_DIR"
 
 __all__ = ["STAGE_NAMES", "DemoSettings", "StageFailed", "run_demo"]
 
@@ -17,5 +22,20 @@ def run_demo(settings: DemoSettings, start_from: str | None = None) -> dict[str,
     from encoders.text import quiet_loading
 
     check_data(Path(settings.data_dir))
-    with quiet_loading():  # one progress line per stage, not transformers' bars for every model saved or loaded
+    # Extraction reads its lexicons from the data directory medkg is pointed at ($MEDKG_DATA_DIR), wherever the
+    # checkout is: the demo's data directory is that one for the whole run.
+    with _data_dir_env(Path(settings.data_dir)), quiet_loading():  # one progress line per stage, no model-loading bars
         return run_stages(build_stages(settings), Path(settings.out), start_from)
+
+
+@contextmanager
+def _data_dir_env(data_dir: Path) -> Iterator[None]:
+    previous = os.environ.get(DATA_ENV)
+    os.environ[DATA_ENV] = str(data_dir.resolve())
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(DATA_ENV, None)
+        else:
+            os.environ[DATA_ENV] = previous
