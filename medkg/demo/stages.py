@@ -87,7 +87,7 @@ def check_data(data_dir: Path) -> None:
 
 
 def build_stages(s: DemoSettings) -> list[Stage]:
-    from graphdb.uri import default_graph_uri
+    from graphdb.uri import default_graph_uri, redacted
 
     d, out, sizes = s.data_dir, s.out, s.sizes
     graph = s.graph or default_graph_uri()
@@ -106,7 +106,7 @@ def build_stages(s: DemoSettings) -> list[Stage]:
         loaded = api.load_graph(kg_dir, graph, problems=ProblemLog(max_logged=0), progress=False, data_dir=d)
         return {"concepts": built.concepts, "relations": built.relations, "sources": built.source_counts,
                 "counts": api.counts(graph), "load": {t: [x.added, x.updated, x.unchanged] for t, x in loaded.tables.items()},
-                "graph": _safe_uri(graph)}
+                "graph": redacted(graph)}
 
     def extract_stage(problems: ProblemLog) -> dict[str, Any]:
         from ..api import extract as api
@@ -176,7 +176,7 @@ def build_stages(s: DemoSettings) -> list[Stage]:
     trained_inputs = [kg_dir, vectors, encoder]
     return [
         Stage("graph", "building the open radiology graph and loading it into the graph database", 60, graph_stage,
-              {**common, "graph": _safe_uri(graph)}, sources, [kg_dir]),
+              {**common, "graph": redacted(graph)}, sources, [kg_dir]),
         Stage("extract", "linking the IU X-ray reports' findings to the graph", 40, extract_stage, common,
               [d / IU_REPORTS, d / "lexicons", kg_dir], [mentions, labels]),
         Stage("embed", "training the knowledge encoder and the concept embeddings", 30 if s.quick else 330, embed_stage,
@@ -219,12 +219,6 @@ def _report_sample(archive: Path, out: Path, count: int) -> Path:
     with atomic_open(out, "w", encoding="utf-8", newline="") as f:
         csv.writer(f).writerows([("id", "text"), *rows])
     return out.resolve()
-
-
-def _safe_uri(uri: str) -> str:
-    """A URI without credentials (user:password@ never reaches output)."""
-    scheme, sep, rest = uri.partition("://")
-    return f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}" if sep else uri
 
 
 def _top_present(mentions: Path, limit: int = 12) -> list[list[Any]]:
