@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -62,6 +62,20 @@ def concept_index(open_kg_dir, medkg_home, data_dir):
 
     index, _ = ensure_index(open_kg_dir, medkg_home, read_semgroups(data_dir / "vocab" / "umls" / "SemGroups.txt"), progress=False)
     return index
+
+
+@pytest.fixture(scope="session")
+def linked_home(concept_index, medkg_home, tmp_path_factory) -> Callable[..., Path]:
+    """`linked_home(name)`: a new $MEDKG_HOME whose alignment cache links the session's concept index of the open
+    graph rather than building it again (training, evaluation and explanation look in $MEDKG_HOME/alignment);
+    `extraction=True` links it where `medkg extract` looks too ($MEDKG_HOME/extract-index)."""
+    def make(name: str, extraction: bool = False) -> Path:
+        home = tmp_path_factory.mktemp(name)
+        (home / "alignment").mkdir()
+        for base in (home / "alignment", *((home,) if extraction else ())):
+            (base / "extract-index").symlink_to(medkg_home / "extract-index", target_is_directory=True)
+        return home
+    return make
 
 
 @pytest.fixture(scope="session")

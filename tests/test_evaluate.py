@@ -111,12 +111,9 @@ def tiny(data_dir, tmp_path_factory) -> Tiny:
 
 
 @pytest.fixture(scope="session")
-def eval_home(concept_index, medkg_home, tmp_path_factory) -> Path:
+def eval_home(linked_home) -> Path:
     """$MEDKG_HOME of the runs here, with the session's concept index linked in rather than built again."""
-    home = tmp_path_factory.mktemp("eval-home")
-    (home / "alignment").mkdir()
-    (home / "alignment" / "extract-index").symlink_to(medkg_home / "extract-index", target_is_directory=True)
-    return home
+    return linked_home("eval-home")
 
 
 def train_run(name: str, tiny: Tiny, kg: Path, data_dir: Path, home: Path, out: Path, *extra: str) -> Path:

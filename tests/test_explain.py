@@ -55,12 +55,9 @@ OVERRIDES = ["transform.image_size=64", "model.image.image_size=64", "model.imag
 
 
 @pytest.fixture(scope="module")
-def home(concept_index, medkg_home, tmp_path_factory) -> Path:
+def home(linked_home) -> Path:
     """A $MEDKG_HOME whose alignment cache links the session's concept index of the open graph."""
-    home = tmp_path_factory.mktemp("explain-home")
-    (home / "alignment").mkdir()
-    (home / "alignment" / "extract-index").symlink_to(medkg_home / "extract-index", target_is_directory=True)
-    return home
+    return linked_home("explain-home")
 
 
 @pytest.fixture(scope="module")

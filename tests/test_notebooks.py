@@ -33,14 +33,10 @@ SMALL_TRAINING = ["model.image.image_size=64", "transform.image_size=64", "model
 
 
 @pytest.fixture(scope="module")
-def home(open_kg_dir, concept_index, medkg_home, tmp_path_factory) -> Path:
+def home(open_kg_dir, linked_home) -> Path:
     """$MEDKG_HOME of the kernels: the session's concept index of the open graph linked in where both extraction
     ($MEDKG_HOME/extract-index) and training ($MEDKG_HOME/alignment/extract-index) look for it."""
-    home = tmp_path_factory.mktemp("notebook-home")
-    (home / "alignment").mkdir()
-    for base in (home, home / "alignment"):
-        (base / "extract-index").symlink_to(medkg_home / "extract-index", target_is_directory=True)
-    return home
+    return linked_home("notebook-home", extraction=True)
 
 
 @pytest.fixture(scope="module", autouse=True)

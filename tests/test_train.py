@@ -164,13 +164,9 @@ def tiny(data_dir, tmp_path_factory) -> Tiny:
 
 
 @pytest.fixture(scope="session")
-def train_home(concept_index, medkg_home, tmp_path_factory) -> Path:
-    """$MEDKG_HOME of every run here; the open graph's concept index already built for the session is
-    linked in rather than built again (training keeps its caches in $MEDKG_HOME/alignment)."""
-    home = tmp_path_factory.mktemp("train-home")
-    (home / "alignment").mkdir()
-    (home / "alignment" / "extract-index").symlink_to(medkg_home / "extract-index", target_is_directory=True)
-    return home
+def train_home(linked_home) -> Path:
+    """$MEDKG_HOME of every run here, the session's concept index linked in."""
+    return linked_home("train-home")
 
 
 @pytest.fixture(autouse=True)
