@@ -68,17 +68,24 @@ def test_train_eval_export_and_similar_from_the_database(open_graph_uri, tmp_pat
     monkeypatch.setenv("MEDKG_HOME", str(tmp_path / "home"))
     run = tmp_path / "run"
     common = ["embed", "train", "--graph", open_graph_uri, "--model", "distmult", "--no-text-features", "--out", str(run), "-q"]
-    out = run_cli(capsys, *common, "--epochs", "1")
-    assert "54,899 concepts" in out and "1 epochs" in out
-    run_cli(capsys, *common, "--epochs", "2")  # resumes: one more epoch
+    out = run_cli(capsys, *common, "--epochs", "1", "--no-structure")
+    assert "54,899 concepts" in out and "1 epochs" in out and "structure" not in out
+    assert not (run / "ensemble.json").exists()
+    out = run_cli(capsys, *common, "--epochs", "2")  # resumes: one more epoch, then the ensemble with the structure
     log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2] and log[1]["loss"] < log[0]["loss"]
+    ensemble = json.loads((run / "ensemble.json").read_text())
+    assert set(ensemble["weights"]) == {"distmult", "degree prior"}  # no text features: no neighbour-text scores
+    assert "with the graph's structure: valid MRR" in out
+    assert ensemble["valid_mrr"] >= max(ensemble["alone"].values())
 
     metrics = json.loads(run_cli(capsys, "embed", "eval", str(run), "--json"))
     assert set(metrics) == {"mrr", "hits@1", "hits@3", "hits@10", "count", "per_relation"}
     assert 0 < metrics["hits@1"] <= metrics["hits@3"] <= metrics["hits@10"] <= 1 and 0 < metrics["mrr"] <= 1
     assert set(metrics["per_relation"]) == {"co_occurs_with", "has_modifier", "isa", "located_at"}
     assert sum(m["count"] for m in metrics["per_relation"].values()) == metrics["count"]
+    alone = json.loads(run_cli(capsys, "embed", "eval", str(run), "--json", "--model-only"))
+    assert alone["count"] == metrics["count"] and alone["mrr"] != metrics["mrr"]
 
     db = tmp_path / "copy"
     with EmbeddedStore(db, read_only=False) as store:
@@ -168,6 +175,8 @@ def test_text_model_run_and_what_a_run_directory_refuses(tmp_path, capsys, monke
     write_graph_rrf(small_graph(), kg_dir)
     out = run_cli(capsys, "embed", "train", "--kg", str(kg_dir), "--model", "text", "--out", str(run), "--epochs", "2", "-q")
     assert "text: 7 concepts" in out and "2 epochs" in out
+    assert main(["embed", "combine", str(run)]) == 2  # 5 triples: none left for validation
+    assert "no validation triples" in capsys.readouterr().err
     run_cli(capsys, "embed", "export", str(run))
     vectors = torch.from_numpy(load_file(str(run / "concept_vectors.safetensors"))["vectors"])
     assert vectors.shape == (7, 384)  # the candidate side: unit vectors of the text's width

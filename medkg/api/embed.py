@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from embed.combined import fit_run, run_scorer
+from embed.ensemble import Fit
 from embed.evaluate import evaluate as evaluate_model
 from embed.pipeline import default_features_cache, load_run, read_graph, run_vectors, train_run
 from embed.pipeline import nearest_concepts as nearest
@@ -21,7 +23,7 @@ from graphdb.uri import open_store
 from kg.errors import InputError
 from kg.problems import ProblemLog
 
-__all__ = ["IDS", "VECTORS", "ConceptMatch", "ExportSummary", "KnowledgeSummary", "TrainSummary", "evaluate", "export",
+__all__ = ["IDS", "VECTORS", "ConceptMatch", "ExportSummary", "KnowledgeSummary", "TrainSummary", "combine", "evaluate", "export",
            "load_run", "nearest_concepts", "train", "train_knowledge"]
 
 
@@ -36,6 +38,7 @@ class TrainSummary:
     loss: float
     seconds: float
     valid: dict[str, float] | None  # the last validation metrics, when `eval_every` asked for them
+    ensemble: Fit | None = None     # the model with the graph's structure, fitted on valid (embed.combined)
 
     def __str__(self) -> str:
         sizes = ", ".join(f"{n:,} {part}" for part, n in self.triples.items())
@@ -43,34 +46,49 @@ class TrainSummary:
                 f"{self.epochs} epochs, loss {self.loss:.4f}, {self.seconds:.1f} s this run")
         if self.valid:
             line += f"; valid MRR {self.valid['mrr']:.3f}"
+        if self.ensemble:
+            parts = ", ".join(f"{name} {w:g}" for name, w in self.ensemble.weights.items())
+            line += (f"\nwith the graph's structure: valid MRR {self.ensemble.mrr:.3f} (the model alone "
+                     f"{self.ensemble.alone[self.model]:.3f}; weights {parts})")
         return f"{line}\nrun directory: {self.run} (evaluate with `medkg embed eval {self.run}`)"
 
 
 def train(
     out: Path, kg: Path | None = None, graph: str | None = None, model: str = "rotate", text_features: bool = True,
     text_encoder: Path | None = None, valid: float = 0.1, test: float = 0.1, progress: bool = True,
-    problems: ProblemLog | None = None, **overrides: Any,
+    problems: ProblemLog | None = None, structure: bool = True, **overrides: Any,
 ) -> TrainSummary:
     """Train (or resume) a run in `out` on the graph in RRF directory `kg` or database `graph`.
 
     The first call reads the graph, splits it and encodes each concept's text; all three are kept in
     `out`, so a resumed run trains on exactly the same data even if the graph has changed since.
-    `overrides` are KGEConfig fields (epochs, dim, lr, ...)."""
+    With `structure` (and a validation split), the trained model is then combined with the graph's
+    structure scores, weights fitted on valid (`embed.combined`), and `evaluate` ranks with the
+    combination. `overrides` are KGEConfig fields (epochs, dim, lr, ...)."""
     config = preset(model, text_features=text_features, **overrides)
     result = train_run(Path(out), config, kg, graph, text_encoder, valid, test, progress, problems, default_features_cache())
     split, log = result.split, result.metrics
     valid_metrics = next((r["valid"] for r in reversed(log) if "valid" in r), None)
+    ensemble = fit_run(Path(out), device=config.device, progress=progress) if structure and len(split.valid) else None
     return TrainSummary(Path(out), config.model, split.train.num_entities, split.train.num_relations,
                         {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)},
                         log[-1]["epoch"] if log else 0, log[-1]["loss"] if log else float("nan"),
-                        result.seconds, valid_metrics)
+                        result.seconds, valid_metrics, ensemble)
 
 
-def evaluate(run: Path, part: str = "test", batch_size: int = 256, device: str = "", progress: bool = True) -> dict[str, Any]:
-    """Filtered MRR and Hits@1/3/10 on the run's held-out `part` (test or valid), overall and per relation."""
+def combine(run: Path, others: list[Path] | None = None, device: str = "", progress: bool = True) -> Fit:
+    """(Re)fit the run's ensemble: its model, the graph's structure scores and the models of `others` (runs
+    on the same split), weights chosen on the validation split; `evaluate` ranks with it from then on."""
+    return fit_run(Path(run), [Path(o) for o in others or []], device, progress)
+
+
+def evaluate(run: Path, part: str = "test", batch_size: int = 256, device: str = "", progress: bool = True,
+             structure: bool = True) -> dict[str, Any]:
+    """Filtered MRR and Hits@1/3/10 on the run's held-out `part` (test or valid), overall and per relation:
+    of the run's ensemble when it has one (see `train`), of the model alone when `structure` is False."""
     if part not in ("test", "valid"):
         raise InputError(f"part must be 'test' or 'valid', not {part!r}")
-    model, split = load_run(run, device)
+    model, split = run_scorer(Path(run), device, structure)
     triples = getattr(split, part)
     if not len(triples):
         raise InputError(f"{run} has no {part} triples to evaluate")

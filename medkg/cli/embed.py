@@ -34,14 +34,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     summary = embed_api().train(
         args.out, args.kg, args.graph, args.model, text_features=not args.no_text_features, text_encoder=args.text_encoder,
         progress=not args.quiet, problems=problems, epochs=args.epochs, dim=args.dim, lr=args.lr, batch_size=args.batch_size,
-        eval_every=args.eval_every, device=args.device, seed=args.seed,
+        eval_every=args.eval_every, device=args.device, seed=args.seed, structure=not args.no_structure,
     )
     print(summary)
     problems_footer(problems)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    metrics = embed_api().evaluate(args.run, args.part, device=args.device or "", progress=not args.quiet and not args.json)
+    metrics = embed_api().evaluate(args.run, args.part, device=args.device or "", progress=not args.quiet and not args.json,
+                                   structure=not args.model_only)
     if args.json:
         print(json.dumps(metrics))
         return
@@ -51,6 +52,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"\n{'relation'.ljust(width)}  queries     MRR  Hits@1  Hits@10")
     for name, m in sorted(metrics["per_relation"].items(), key=lambda item: -item[1]["count"]):
         print(f"{name.ljust(width)}  {m['count']:7,}  {m['mrr']:.4f}  {m['hits@1']:.4f}  {m['hits@10']:.4f}")
+
+
+def cmd_combine(args: argparse.Namespace) -> None:
+    fit = embed_api().combine(args.run, args.others, args.device or "", progress=not args.quiet)
+    width = max(len(name) for name in fit.weights)
+    print(f"{'component'.ljust(width)}  weight  valid MRR alone")
+    for name, weight in fit.weights.items():
+        print(f"{name.ljust(width)}  {weight:6g}  {fit.alone[name]:.4f}")
+    print(f"combined: valid MRR {fit.mrr:.4f}; `medkg embed eval {args.run}` ranks with it")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -103,13 +113,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, help="validation MRR every N epochs (logged to metrics.jsonl)")
     p.add_argument("--no-text-features", action="store_true", help="learned entity vectors only, no text of names and definitions")
     p.add_argument("--text-encoder", type=Path, metavar="DIR", help="transformers model directory for concept text (default: bundled MiniLM)")
+    p.add_argument("--no-structure", action="store_true",
+                   help="do not combine the model with the graph's structure scores (weights fitted on valid) after training")
     p.set_defaults(func=cmd_train)
 
     p = embed.add_parser("eval", parents=[device_opt, run_opt], help="filtered MRR and Hits@1/3/10, overall and per relation")
     p.add_argument("run", type=Path)
     p.add_argument("--part", choices=["test", "valid"], default="test")
     p.add_argument("--json", action="store_true", help='print {"mrr": ..., "hits@1": ..., "per_relation": {...}}')
+    p.add_argument("--model-only", action="store_true", help="rank with the model alone, not its ensemble with the graph's structure")
     p.set_defaults(func=cmd_eval)
+
+    p = embed.add_parser("combine", parents=[device_opt, run_opt],
+                         help="(re)fit a run's ensemble with the graph's structure scores and other runs' models, on valid")
+    p.add_argument("run", type=Path)
+    p.add_argument("--with", dest="others", type=Path, nargs="*", default=[], metavar="RUN",
+                   help="other runs made from the same graph and split (e.g. a RotatE run beside a text run)")
+    p.set_defaults(func=cmd_combine)
 
     p = embed.add_parser("export", parents=[device_opt], help="concept vectors as safetensors plus the id map; --graph stores them on concepts")
     p.add_argument("run", type=Path)

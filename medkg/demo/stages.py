@@ -128,7 +128,7 @@ def build_stages(s: DemoSettings) -> list[Stage]:
         # but trains for over 15 minutes on 2 CPU cores, more than the whole demo's training budget
         trained = api.train(kge, kg=kg_dir, model="rotate", text_features=sizes.kge_text_features,
                             text_encoder=encoder if sizes.kge_text_features else None, progress=False, problems=problems,
-                            epochs=sizes.kge_epochs)
+                            epochs=sizes.kge_epochs, structure=sizes.kge_evaluate)  # + the graph's structure, as by default
         metrics = api.evaluate(kge, progress=False) if sizes.kge_evaluate else {}
         exported = api.export(kge, vectors, graph=graph)  # stored on the concepts too: `medkg kg similar` answers
         return {"knowledge_steps": knowledge.steps, "knowledge_loss": knowledge.loss, "kge_model": trained.model,
@@ -179,7 +179,7 @@ def build_stages(s: DemoSettings) -> list[Stage]:
               {**common, "graph": redacted(graph)}, sources, [kg_dir]),
         Stage("extract", "linking the IU X-ray reports' findings to the graph", 40, extract_stage, common,
               [d / IU_REPORTS, d / "lexicons", kg_dir], [mentions, labels]),
-        Stage("embed", "training the knowledge encoder and the concept embeddings", 30 if s.quick else 330, embed_stage,
+        Stage("embed", "training the knowledge encoder and the concept embeddings", 30 if s.quick else 480, embed_stage,
               asdict(sizes), [kg_dir], [encoder, kge, vectors]),
         Stage("train", f"training the knowledge-guided aligner and the CLIP baseline ({s.budget_minutes:g} min budget)",
               s.budget_minutes * 60 + 60, train_stage, {**asdict(sizes), "budget": s.budget_minutes},
