@@ -26,6 +26,7 @@ from .evaluate import ScoreAll
 from .models import LinkPredictor
 from .triples import KnownTriples, Triples
 
+ENTRIES_PER_BATCH = 2**28
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)
 
 
@@ -70,6 +71,8 @@ class CandidateTable:
     def __init__(self, components: Mapping[str, ScoreAll], triples: Triples, known: KnownTriples, candidates: int = 100,
                  batch_size: int = 256, progress: bool = False):
         self.names = list(components)
+        # [batch, entities, components] floats at a time: at most about 1 GB on a graph of a million concepts
+        batch_size = max(1, min(batch_size, ENTRIES_PER_BATCH // (triples.num_entities * len(self.names))))
         tables, repeats = [], []
         with torch.no_grad():
             for start in tqdm(range(0, len(triples), batch_size), desc="scoring validation", unit="batch",

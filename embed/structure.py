@@ -32,6 +32,7 @@ from .triples import KnownTriples, Triples
 
 COSINE_SCALE = 20.0  # cosines into logits on the scale of a trained model's (a temperature of 0.05)
 MAX_ANSWERS = 8
+LOGITS_PER_STEP = 2**25  # a step's [batch, entities] logits: all 512 rows of the open graph, 32 of a 1M-concept one
 
 
 def slot_degrees(train: Triples) -> tuple[Tensor, Tensor]:
@@ -68,7 +69,8 @@ class DegreePrior:
         weights = self.weights.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([weights], lr=lr)
         for _ in range(steps):
-            pick = torch.randint(0, len(train), (min(batch_size, len(train)),), generator=generator)
+            size = max(16, min(batch_size, len(train), LOGITS_PER_STEP // train.num_entities))  # [size, N] logits
+            pick = torch.randint(0, len(train), (size,), generator=generator)
             h, r, t = train.heads[pick], train.relations[pick], train.tails[pick]
             row = torch.arange(len(pick))
             loss = torch.zeros(())

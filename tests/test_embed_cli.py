@@ -188,6 +188,11 @@ def test_text_model_run_and_what_a_run_directory_refuses(tmp_path, capsys, monke
     write_graph_rrf(other, other_dir)
     assert main(["embed", "train", "--kg", str(other_dir), "--model", "text", "--out", str(run), "--epochs", "3", "-q"]) == 2
     assert "was made from another graph" in capsys.readouterr().err
+    # ... and a run on another graph cannot join its ensemble.
+    run_cli(capsys, "embed", "train", "--kg", str(other_dir), "--model", "text", "--out", str(tmp_path / "other-run"), "--epochs", "1", "-q")
+    assert main(["embed", "combine", str(run), "--with", str(tmp_path / "other-run")]) == 2
+    err = capsys.readouterr().err
+    assert "holds another split" in err and "Traceback" not in err
     assert "3 epochs" in run_cli(capsys, "embed", "train", "--model", "text", "--out", str(run), "--epochs", "3", "-q")
     assert "3 epochs" in run_cli(capsys, "embed", "train", "--kg", str(kg_dir), "--model", "text", "--out", str(run),
                                  "--epochs", "3", "-q")  # the same graph named again: fine
