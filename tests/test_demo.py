@@ -81,10 +81,40 @@ def test_a_failing_stage_is_named_and_the_stages_before_it_are_kept(tmp_path):
                                           r"it are kept in .*; rerun with `--from b`"):
         run_stages(stand_ins(tmp_path, calls, fail="b"), tmp_path, start_from="b", say=lambda line: None)
     records = json.loads((tmp_path / STAGES_FILE).read_text())
-    assert "a" in records and "b" not in records and (tmp_path / "a.out").exists()
+    assert "key" in records["a"] and "key" not in records["b"] and (tmp_path / "a.out").exists()
     calls.clear()
     run_stages(stand_ins(tmp_path, calls), tmp_path, say=lambda line: None)  # fixed: resumes at the failed stage
     assert calls == ["b", "c"]
+
+
+def test_a_stage_resumes_its_runs_only_when_resuming_its_own_interrupted_attempt(tmp_path):
+    """A finished training run resumed would come back unchanged: when a stage runs anew (an input changed, --from),
+    its runs start from scratch; when it resumes its own interrupted attempt, they resume."""
+    run = tmp_path / "run"
+    seen: list[bool] = []
+    stop = {"now": False}
+
+    def train(problems: ProblemLog) -> dict:
+        seen.append((run / "checkpoint").exists())  # what the trainer would resume from
+        run.mkdir(exist_ok=True)
+        (run / "checkpoint").write_text("epoch")
+        if stop["now"]:
+            raise KeyboardInterrupt
+        (tmp_path / "model").write_text("done")
+        return {}
+
+    source = tmp_path / "source.txt"
+    source.write_text("v1")
+    stages = lambda: [Stage("train", "training", 1, train, {}, [source], [tmp_path / "model"], runs=[run])]  # noqa: E731
+    run_stages(stages(), tmp_path, say=lambda line: None)
+    run_stages(stages(), tmp_path, start_from="train", say=lambda line: None)  # rerun asked: from scratch
+    source.write_text("v2, longer")
+    stop["now"] = True
+    with pytest.raises(KeyboardInterrupt):  # the input changed: from scratch, then stopped midway
+        run_stages(stages(), tmp_path, say=lambda line: None)
+    stop["now"] = False
+    run_stages(stages(), tmp_path, say=lambda line: None)  # the same attempt again: it resumes
+    assert seen == [False, False, False, True]
 
 
 def test_a_missing_data_directory_says_what_to_provide(tmp_path, capsys):

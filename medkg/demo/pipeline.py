@@ -4,13 +4,15 @@ skipped, `--from STAGE` reruns from a stage on, and a failure names its stage an
 A stage's key digests its settings, the files it reads (size and modification time) and the keys of the stages
 before it; once a stage runs, every stage after it runs too, since what it wrote may differ from before. `OUT/stages.json` records each finished
 stage's key, time and summary (what the report page shows); it is rewritten atomically after every stage, so an
-interrupted demo resumes at the stage it was in.
+interrupted demo resumes at the stage it was in, and a training stage stopped midway resumes its runs from their
+last checkpoints. A stage that runs anew (an input changed, `--from`) starts its runs from scratch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -39,6 +41,9 @@ class Stage:
     settings: dict[str, Any] = field(default_factory=dict)
     inputs: list[Path] = field(default_factory=list)    # files and folders read (their stamps join the key)
     outputs: list[Path] = field(default_factory=list)   # what must exist for a cached stage to count as done
+    # Training runs the stage resumes from: kept when the stage resumes its own interrupted attempt (same key),
+    # cleared when it runs anew (inputs changed, --from): a finished run resumed would otherwise come back unchanged.
+    runs: list[Path] = field(default_factory=list)
     paced: bool = True                          # False: its time is a budget the machine's pace does not change
 
 
@@ -103,7 +108,10 @@ def run_stages(stages: list[Stage], out: Path, start_from: str | None = None,
         remaining = sum(s.expected_seconds * (pace if s.paced else 1.0) for s in stages[number - 1:])
         say(f"medkg demo [{number}/{len(stages)}] {stage.name}: {stage.doing} "
             f"(elapsed {_clock(time.perf_counter() - started)}, about {_clock(remaining)} left)")
-        records.pop(stage.name, None)  # a stage that fails leaves no stale record behind
+        if record.get("started") != key:  # not the interrupted attempt of this same stage: start its runs afresh
+            for run in stage.runs:
+                shutil.rmtree(run, ignore_errors=True)
+        records[stage.name] = {"started": key}  # no finished record: a stage that fails or stops is not counted done
         _write_records(out, records)
         begun = time.perf_counter()
         problems = ProblemLog(max_logged=0)  # counted and written to a file, not printed one by one

@@ -26,7 +26,7 @@ def write_report(out: Path, machine: dict[str, Any]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    records = read_records(out)
+    records = {name: r for name, r in read_records(out).items() if "key" in r}  # finished stages (this one runs)
     summaries = {name: r.get("summary", {}) for name, r in records.items()}
     evals = {m: _json(out / "eval" / m / "metrics.json") for m in ("medkg", "clip")}
     curves = {m: _curves(out / "runs" / m / "metrics.csv") for m in ("medkg", "clip")}
@@ -249,6 +249,9 @@ def _page(records: dict[str, Any], s: dict[str, Any], evals: dict[str, Any], fig
         test = m.get("test", {})
         ranked = (f"rank held-out graph edges with filtered MRR <b>{test['mrr']:.3f}</b> (Hits@10 {test['hits@10']:.3f})"
                   if test else "were not evaluated (<code>--quick</code>)")
+        if test and m.get("structure"):
+            ranked += (f", ranked together with the graph's structure scores (validation MRR {m['structure']['valid_mrr']:.3f}, "
+                       f"the model alone {m['structure']['model_valid_mrr']:.3f})")
         parts.append(f"<p>The knowledge encoder was fine-tuned for {m.get('knowledge_steps')} steps on the graph's names, "
                      f"synonyms and relations. Concept embeddings (<code>{e(str(m.get('kge_model')))}</code>, "
                      f"{m.get('kge_epochs')} epochs) {ranked}; "

@@ -131,7 +131,10 @@ def build_stages(s: DemoSettings) -> list[Stage]:
                             epochs=sizes.kge_epochs, structure=sizes.kge_evaluate)  # + the graph's structure, as by default
         metrics = api.evaluate(kge, progress=False) if sizes.kge_evaluate else {}
         exported = api.export(kge, vectors, graph=graph)  # stored on the concepts too: `medkg kg similar` answers
+        structure = ({"weights": trained.ensemble.weights, "valid_mrr": trained.ensemble.mrr,
+                      "model_valid_mrr": trained.ensemble.alone[trained.model]} if trained.ensemble else None)
         return {"knowledge_steps": knowledge.steps, "knowledge_loss": knowledge.loss, "kge_model": trained.model,
+                "structure": structure,
                 "kge_epochs": trained.epochs, "triples": trained.triples, "test": _overall(metrics),
                 "vectors": exported.concepts, "dim": exported.dim, "stored": exported.stored}
 
@@ -180,10 +183,11 @@ def build_stages(s: DemoSettings) -> list[Stage]:
         Stage("extract", "linking the IU X-ray reports' findings to the graph", 40, extract_stage, common,
               [d / IU_REPORTS, d / "lexicons", kg_dir], [mentions, labels]),
         Stage("embed", "training the knowledge encoder and the concept embeddings", 30 if s.quick else 480, embed_stage,
-              asdict(sizes), [kg_dir], [encoder, kge, vectors]),
+              asdict(sizes), [kg_dir], [encoder, kge, vectors], runs=[encoder, kge]),
         Stage("train", f"training the knowledge-guided aligner and the CLIP baseline ({s.budget_minutes:g} min budget)",
               s.budget_minutes * 60 + 60, train_stage, {**asdict(sizes), "budget": s.budget_minutes},
-              [d / NIH / "Data_Entry_2017.csv", *trained_inputs], [runs[m] / "model" for m in MODELS], paced=False),
+              [d / NIH / "Data_Entry_2017.csv", *trained_inputs], [runs[m] / "model" for m in MODELS], paced=False,
+              runs=list(runs.values())),
         Stage("evaluate", "scoring both on the held-out patients and drawing entity attention", 40 if s.quick else 150,
               evaluate_stage, {**asdict(sizes), "device": s.device}, [d / NIH / "BBox_List_2017.csv"],
               [evals[m] / "metrics.json" for m in MODELS]),
