@@ -84,6 +84,8 @@ def test_train_eval_export_and_similar_from_the_database(open_graph_uri, tmp_pat
     assert 0 < metrics["hits@1"] <= metrics["hits@3"] <= metrics["hits@10"] <= 1 and 0 < metrics["mrr"] <= 1
     assert set(metrics["per_relation"]) == {"co_occurs_with", "has_modifier", "isa", "located_at"}
     assert sum(m["count"] for m in metrics["per_relation"].values()) == metrics["count"]
+    out = run_cli(capsys, "embed", "eval", str(run), "--part", "valid")
+    assert "ranked by the model with the graph's structure: distmult" in out and "MRR" in out
     alone = json.loads(run_cli(capsys, "embed", "eval", str(run), "--json", "--model-only"))
     assert alone["count"] == metrics["count"] and alone["mrr"] != metrics["mrr"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embed.combined import fit_run, run_scorer
+from embed.combined import fit_run, read_ensemble, run_scorer
 from embed.ensemble import Fit
 from embed.evaluate import evaluate as evaluate_model
 from embed.pipeline import default_features_cache, load_run, read_graph, run_vectors, train_run
@@ -24,7 +24,7 @@ from kg.errors import InputError
 from kg.problems import ProblemLog
 
 __all__ = ["IDS", "VECTORS", "ConceptMatch", "ExportSummary", "KnowledgeSummary", "TrainSummary", "combine", "evaluate", "export",
-           "load_run", "nearest_concepts", "train", "train_knowledge"]
+           "load_run", "nearest_concepts", "read_ensemble", "train", "train_knowledge"]
 
 
 @dataclass

@@ -47,6 +47,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(json.dumps(metrics))
         return
     print(f"{args.part}: {metrics['count']:,} queries (head and tail), filtered")
+    ensemble = None if args.model_only else embed_api().read_ensemble(args.run)
+    if ensemble:
+        print("ranked by the model with the graph's structure: " + ", ".join(f"{name} {w:g}" for name, w in ensemble["weights"].items())
+              + " (weights fitted on valid; --model-only for the model alone)")
     print(f"MRR {metrics['mrr']:.4f}  Hits@1 {metrics['hits@1']:.4f}  Hits@3 {metrics['hits@3']:.4f}  Hits@10 {metrics['hits@10']:.4f}")
     width = max(len(name) for name in metrics["per_relation"])
     print(f"\n{'relation'.ljust(width)}  queries     MRR  Hits@1  Hits@10")
