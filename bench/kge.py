@@ -50,6 +50,7 @@ from torch import Tensor  # noqa: E402
 
 from embed.evaluate import ScoreAll, evaluate  # noqa: E402
 from embed.models import KGEConfig  # noqa: E402
+from embed.structure import DegreePrior, slot_degrees, structure_scorers  # noqa: E402
 from embed.train import train  # noqa: E402
 from embed.triples import Split, Triples  # noqa: E402
 
@@ -166,11 +167,7 @@ def compare_umls(skip_pykeen: bool) -> bool:
 def frequency_baseline(split: Split) -> ScoreAll:
     """Scores an entity by how often it fills the asked slot of the relation in training: the prior a
     model must beat to have learned anything about the particular query."""
-    train_ = split.train
-    as_tail = torch.zeros(train_.num_relations, train_.num_entities)
-    as_head = torch.zeros(train_.num_relations, train_.num_entities)
-    as_tail.index_put_((train_.relations, train_.tails), torch.ones(len(train_)), accumulate=True)
-    as_head.index_put_((train_.relations, train_.heads), torch.ones(len(train_)), accumulate=True)
+    as_head, as_tail = slot_degrees(split.train)
     return lambda anchors, relations, predict_tail: (as_tail if predict_tail else as_head)[relations]
 
 
@@ -190,11 +187,11 @@ def train_open_run(model: str, kg_dir: Path, run: Path, threads: int) -> dict[st
 
 def open_graph(kg_dir: Path, data_dir: Path | None, runs: Path, threads: int) -> None:
     """Every model of `OPEN_TABLE` trained by `medkg embed train` (its preset) into `runs`, the frequency
-    baseline, and text + RotatE combined with the weight chosen on valid; one table on test."""
+    baseline, and the `COMBINATIONS` of the text predictor, RotatE and the structure scores, weights chosen
+    on valid; one table on test."""
     from embed.ensemble import combine, fit_weights, scorer
     from embed.pipeline import load_run
     from embed.run_data import load_run_data
-    from embed.structure import structure_scorers
     from medkg.api.embed import evaluate as evaluate_run
 
     _root.ensure_kg(kg_dir, data_dir)
@@ -214,7 +211,7 @@ def open_graph(kg_dir: Path, data_dir: Path | None, runs: Path, threads: int) ->
     if not torch.equal(split.test.stacked(), rotate_split.test.stacked()):
         raise SystemExit("the text and RotatE runs hold different splits")
     started = time.perf_counter()
-    structure = structure_scorers(split.train, load_run_data(runs / "text")[1])
+    structure = structure_scorers(split.train, load_run_data(runs / "text")[1], DegreePrior(split.train).fit(split.train))
     print(f"structure scores: degree prior fitted in {time.perf_counter() - started:.0f} s", flush=True)
     components = {"text": scorer(text), "rotate": scorer(rotate), **structure}
     for name, parts in COMBINATIONS.items():

@@ -7,8 +7,8 @@ the validation split (`embed.ensemble`) and kept in the run directory beside the
 - `degree_prior.safetensors`: the fitted degree prior's weights.
 
 Components: the run's model (named by its model, e.g. `text`), `degree prior`, and, for runs with text
-features, `answers of similar` and `resembles answers`. Another run's model is named by its model and
-directory. A component with weight 0 is never computed.
+features, `resembles answers`. Another run's model is named by its model and directory. When ranking,
+a component with weight 0 is never computed.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save
+from torch import Tensor
 
 from kg.atomic import atomic_open
 from kg.errors import InputError
@@ -28,8 +29,9 @@ from .ensemble import Fit, combine, fit_weights, scorer
 from .evaluate import ScoreAll
 from .pipeline import load_run
 from .run_data import load_run_data
+from .runs import CHECKPOINT
 from .structure import DegreePrior, structure_scorers
-from .train import CONFIG
+from .train import CONFIG, load_model
 from .triples import Split
 
 ENSEMBLE = "ensemble.json"
@@ -40,29 +42,35 @@ def _model_name(run: Path) -> str:
     return str(json.loads((Path(run) / CONFIG).read_text())["model"])
 
 
-def _components(run: Path, others: Sequence[Path], device: str, prior: DegreePrior | None) -> tuple[dict[str, ScoreAll], Split, DegreePrior]:
-    model, split = load_run(run, device)
-    _, features = load_run_data(run)
-    components: dict[str, ScoreAll] = {_model_name(run): scorer(model)}
-    structure = structure_scorers(split.train, features, prior)
-    components |= structure
+def _others(run: Path, split: Split, others: Sequence[Path], device: str) -> dict[str, ScoreAll]:
+    """The other runs' models by name, each checked to hold the run's split."""
+    scored: dict[str, ScoreAll] = {}
     for other in others:
         other_model, other_split = load_run(other, device)
         if not torch.equal(other_split.test.stacked(), split.test.stacked()) or \
                 not torch.equal(other_split.valid.stacked(), split.valid.stacked()):
             raise InputError(f"{other} holds another split than {run}: only runs made from the same graph with the same "
                              "seed and split sizes can be combined")
-        components[f"{_model_name(other)} ({Path(other).name})"] = scorer(other_model)
-    return components, split, structure["degree prior"]
+        scored[f"{_model_name(other)} ({Path(other).name})"] = scorer(other_model)
+    return scored
+
+
+def _components(run: Path, split: Split, features: Tensor | None, prior: DegreePrior, device: str,
+                others: dict[str, ScoreAll]) -> dict[str, ScoreAll]:
+    """The run's model (on the split and features already read), the structure scores, then `others`."""
+    components: dict[str, ScoreAll] = {_model_name(run): scorer(load_model(run, split.train, device, features))}
+    return components | structure_scorers(split.train, features, prior) | others
 
 
 def fit_run(run: Path, others: Sequence[Path] = (), device: str = "", progress: bool = False) -> Fit:
     """Fit the degree prior (on train) and the weights (on valid) of the run's ensemble, and keep both."""
     run = Path(run)
-    components, split, prior = _components(run, others, device, None)
+    split, features = load_run_data(run)
+    scored = _others(run, split, others, device)
     if not len(split.valid):
         raise InputError(f"{run} has no validation triples to fit an ensemble's weights on")
-    fit = fit_weights(components, split.valid, split.known, progress=progress)
+    prior = DegreePrior(split.train).fit(split.train)
+    fit = fit_weights(_components(run, split, features, prior, device, scored), split.valid, split.known, progress=progress)
     with atomic_open(run / PRIOR, "wb") as f:
         f.write(save({"weights": prior.weights.contiguous()}))
     with atomic_open(run / ENSEMBLE) as f:
@@ -76,15 +84,25 @@ def read_ensemble(run: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def current_fit(run: Path) -> Fit | None:
+    """The run's kept structure ensemble (no other runs in it) when it was fitted after the model's last
+    checkpoint: a finished run trained again with nothing left to train need not be refitted."""
+    run = Path(run)
+    spec = read_ensemble(run)
+    if spec is None or spec["others"] or (run / ENSEMBLE).stat().st_mtime < (run / CHECKPOINT).stat().st_mtime:
+        return None
+    return Fit(spec["weights"], spec["valid_mrr"], spec["alone"])
+
+
 def run_scorer(run: Path, device: str = "", structure: bool = True) -> tuple[Any, Split]:
     """(scorer, split): the run's fitted ensemble when it has one and `structure` is asked, else its model."""
     run = Path(run)
     spec = read_ensemble(run) if structure else None
     if spec is None:
         return load_run(run, device)
-    train = load_run_data(run)[0].train
-    prior = DegreePrior(train, load_file(str(run / PRIOR))["weights"])
-    components, split, _ = _components(run, [Path(o) for o in spec["others"]], device, prior)
+    split, features = load_run_data(run)
+    prior = DegreePrior(split.train, load_file(str(run / PRIOR))["weights"])
+    components = _components(run, split, features, prior, device, _others(run, split, [Path(o) for o in spec["others"]], device))
     if set(spec["weights"]) != set(components):
         raise InputError(f"{run / ENSEMBLE} names other components than the run has now; refit it with "
                          f"`medkg embed combine {run}`")

@@ -38,7 +38,7 @@ def scorer(model: LinkPredictor) -> ScoreAll:
         table = model.entity_table()
 
     def score_all(anchors: Tensor, relations: Tensor, predict_tail: bool) -> Tensor:
-        return model.score_all(anchors.to(table.device), relations.to(table.device), predict_tail, table).float().cpu()
+        return model.score_all(anchors.to(table.device), relations.to(table.device), predict_tail, table)
 
     return score_all
 

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .evaluate import ScoreAll
 from .triples import KnownTriples, Triples
 
 COSINE_SCALE = 20.0  # cosines into logits on the scale of a trained model's (a temperature of 0.05)
@@ -68,8 +69,8 @@ class DegreePrior:
         generator = torch.Generator().manual_seed(seed)
         weights = self.weights.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([weights], lr=lr)
+        size = max(16, min(batch_size, len(train), LOGITS_PER_STEP // train.num_entities))  # [size, N] logits a step
         for _ in range(steps):
-            size = max(16, min(batch_size, len(train), LOGITS_PER_STEP // train.num_entities))  # [size, N] logits
             pick = torch.randint(0, len(train), (size,), generator=generator)
             h, r, t = train.heads[pick], train.relations[pick], train.tails[pick]
             row = torch.arange(len(pick))
@@ -112,10 +113,10 @@ class NeighbourText:
         return COSINE_SCALE * scores
 
 
-def structure_scorers(train: Triples, features: Tensor | None, prior: DegreePrior | None = None) -> dict[str, DegreePrior]:
-    """The named structure scores of a run: the degree prior (fitted here unless given) and, with text
-    features, `resembles answers`."""
-    scorers = {"degree prior": prior or DegreePrior(train).fit(train)}
+def structure_scorers(train: Triples, features: Tensor | None, prior: DegreePrior) -> dict[str, ScoreAll]:
+    """The named structure scores of a run: its (fitted) degree prior and, with text features,
+    `resembles answers`."""
+    scorers: dict[str, ScoreAll] = {"degree prior": prior}
     if features is not None:
         scorers["resembles answers"] = NeighbourText(train, features).resembles_answers
     return scorers

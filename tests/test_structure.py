@@ -111,3 +111,25 @@ def test_fitted_weights_are_never_worse_on_valid_than_the_best_part():
     assert fit.weights["degree prior"] > 0
     exact = evaluate(combine(components, fit.weights), held, split.known)["mrr"]
     assert abs(exact - fit.mrr) < 0.02  # candidates cover the top 100 of 220 entities
+
+
+def test_a_kept_ensemble_counts_only_when_fitted_after_the_last_checkpoint(tmp_path):
+    import json
+    import os
+
+    from embed.combined import current_fit
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"model")
+    spec = {"weights": {"text": 2.0, "degree prior": 1.0}, "valid_mrr": 0.3, "alone": {"text": 0.2, "degree prior": 0.06},
+            "others": []}
+    (tmp_path / "ensemble.json").write_text(json.dumps(spec))
+    os.utime(tmp_path / "checkpoint.pt", (1_000, 1_000))
+    os.utime(tmp_path / "ensemble.json", (2_000, 2_000))
+    fit = current_fit(tmp_path)
+    assert fit is not None and fit.weights == spec["weights"] and fit.mrr == 0.3 and fit.alone == spec["alone"]
+    os.utime(tmp_path / "checkpoint.pt", (3_000, 3_000))  # trained on since: the weights must be fitted again
+    assert current_fit(tmp_path) is None
+    os.utime(tmp_path / "checkpoint.pt", (1_000, 1_000))
+    (tmp_path / "ensemble.json").write_text(json.dumps({**spec, "others": ["/runs/rotate"]}))
+    os.utime(tmp_path / "ensemble.json", (2_000, 2_000))
+    assert current_fit(tmp_path) is None  # refitted by `medkg embed combine`, not by training

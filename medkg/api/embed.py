@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embed.combined import fit_run, read_ensemble, run_scorer
+from embed.combined import current_fit, fit_run, read_ensemble, run_scorer
 from embed.ensemble import Fit
 from embed.evaluate import evaluate as evaluate_model
 from embed.pipeline import default_features_cache, load_run, read_graph, run_vectors, train_run
@@ -69,7 +69,8 @@ def train(
     result = train_run(Path(out), config, kg, graph, text_encoder, valid, test, progress, problems, default_features_cache())
     split, log = result.split, result.metrics
     valid_metrics = next((r["valid"] for r in reversed(log) if "valid" in r), None)
-    ensemble = fit_run(Path(out), device=config.device, progress=progress) if structure and len(split.valid) else None
+    ensemble = (current_fit(Path(out)) or fit_run(Path(out), device=config.device, progress=progress)) \
+        if structure and len(split.valid) else None
     return TrainSummary(Path(out), config.model, split.train.num_entities, split.train.num_relations,
                         {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)},
                         log[-1]["epoch"] if log else 0, log[-1]["loss"] if log else float("nan"),
