@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import torch
 from torch import Tensor
 from tqdm import tqdm
@@ -32,6 +33,7 @@ from kg.tables import GraphTables
 from .contrastive import SoftInfoNCE
 from .pairs import KNOWLEDGE_RELATIONS, KnowledgePairs, knowledge_pairs
 from .runs import CHECKPOINT, append_metrics, resume_state, save_checkpoint
+from .triples import held_out_rows
 
 CONFIG = "knowledge.json"  # not config.json: the finished encoder's transformers config goes there
 # Fields that may change between a run and its resumption: they do not change what is trained.
@@ -42,7 +44,12 @@ RESUMABLE_CHANGES = {"steps", "checkpoint_every", "device"}
 class KnowledgeEncoderConfig:
     """Everything that defines a run; saved with every checkpoint. Each batch holds up to `batch_size`
     pairs, up to `pairs_per_concept` of each of its concepts; a concept keeps at most
-    `max_pairs_per_concept` pairs (synonyms and definition first, then its best-supported relations)."""
+    `max_pairs_per_concept` pairs (synonyms and definition first, then its best-supported relations).
+
+    `held_out` = (valid, test) fractions: the edges that `medkg embed train --seed SEED` with that split
+    ranks its models on never become pairs (`seed` is the same). Relation pairs are link prediction in
+    another form, so an encoder trained on every edge would carry the test edges into any model over its
+    text features (`--text-encoder`). (0, 0) trains on every edge, for an encoder meant only for prompts."""
 
     encoder: str = ""  # directory of the text encoder to start from; "" = the bundled MiniLM
     relations: tuple[str, ...] = KNOWLEDGE_RELATIONS  # relation types whose edges become pairs
@@ -57,18 +64,22 @@ class KnowledgeEncoderConfig:
     max_length: int = 64  # tokens per text; definitions beyond it are cut
     checkpoint_every: int = 200
     seed: int = 0
+    held_out: tuple[float, float] = (0.1, 0.1)  # medkg embed train's default --valid and --test
     device: str = ""  # "" = cuda when available, else cpu
     mixed_precision: bool = True  # bfloat16 autocast on CUDA (no loss scaling needed); CPU runs in float32
 
     def __post_init__(self) -> None:
         self.relations = tuple(self.relations)
+        self.held_out = tuple(float(x) for x in self.held_out)  # type: ignore[assignment]
+        if len(self.held_out) != 2 or min(self.held_out) < 0 or sum(self.held_out) >= 1:
+            raise ValueError("held_out is (valid, test): fractions >= 0 that sum to < 1")
         if not 1 <= self.pairs_per_concept <= self.batch_size or self.steps < 0 or self.checkpoint_every < 1:
             raise ValueError("need 1 <= pairs_per_concept <= batch_size, steps >= 0 and checkpoint_every >= 1")
         if unknown := set(self.relations) - set(RELATION_TYPES):
             raise ValueError(f"unknown relation types {sorted(unknown)}; known: {RELATION_TYPES}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "relations": list(self.relations)}
+        return {**asdict(self), "relations": list(self.relations), "held_out": list(self.held_out)}
 
 
 def train_knowledge_encoder(tables: GraphTables, run_dir: Path | str, config: KnowledgeEncoderConfig,
@@ -78,7 +89,8 @@ def train_knowledge_encoder(tables: GraphTables, run_dir: Path | str, config: Kn
     run_dir = Path(run_dir)
     encoder = TextEncoder.from_pretrained(config.encoder or None, resolve_device(config.device),
                                           max_length=config.max_length)
-    pairs = knowledge_pairs(tables, encoder.tokenizer.sep_token, config.relations, config.max_pairs_per_concept)
+    pairs = knowledge_pairs(training_edges(tables, config), encoder.tokenizer.sep_token, config.relations,
+                            config.max_pairs_per_concept)
     if not len(pairs):
         raise InputError("the graph gives no training pairs: no synonyms, definitions or relations of the types asked")
     loss_fn = SoftInfoNCE(config.temperature, config.learn_temperature).to(encoder.device)
@@ -106,6 +118,15 @@ def train_knowledge_encoder(tables: GraphTables, run_dir: Path | str, config: Kn
     encoder.eval()
     encoder.save_pretrained(run_dir)
     return encoder
+
+
+def training_edges(tables: GraphTables, config: KnowledgeEncoderConfig) -> GraphTables:
+    """The graph without the edges held out for link prediction (`KnowledgeEncoderConfig.held_out`)."""
+    valid, test = config.held_out
+    if not (valid or test) or not tables.relations.num_rows:
+        return tables
+    held = held_out_rows(tables, valid, test, config.seed)
+    return GraphTables(tables.concepts, tables.relations.filter(pa.array(~held.numpy())))
 
 
 def embed_texts(encoder_dir: Path | str | None, texts: Sequence[str], batch_size: int = 128,

@@ -79,22 +79,8 @@ class Triples:
         """Every relation of Arrow graph tables (from RRF or a graph database), entities in sorted id order
         and relations named as `from_graph` names them; computed in Arrow, so a UMLS-sized graph never
         becomes Python objects."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        ids = pc.unique(tables.concepts["id"]).sort()
-        rel = tables.relations
-        names = kg_relations.relation_names(rel["rela"], rel["type"])
-        relation_names = pc.unique(names).sort()
-        heads, tails = pc.index_in(rel["head"], value_set=ids), pc.index_in(rel["tail"], value_set=ids)
-        if heads.null_count or tails.null_count:
-            raise ValueError("relations name concepts that the concept table lacks; read graphs with kg.tables.read_tables")
-
-        def tensor(values: pa.ChunkedArray) -> Tensor:
-            return torch.from_numpy(values.to_numpy().astype("int64", copy=False))
-
-        return cls.from_arrays(tensor(heads), tensor(pc.index_in(names, value_set=relation_names)), tensor(tails),
-                               entity_names=ids.to_pylist(), relation_names=relation_names.to_pylist())
+        heads, relations, tails, entity_names, relation_names = table_rows(tables)
+        return cls.from_arrays(heads, relations, tails, entity_names=entity_names, relation_names=relation_names)
 
     def __len__(self) -> int:
         return self.heads.numel()
@@ -161,6 +147,43 @@ class Split:
     @cached_property
     def known(self) -> KnownTriples:
         return KnownTriples(self.train, self.valid, self.test)
+
+
+def table_rows(tables: GraphTables) -> tuple[Tensor, Tensor, Tensor, list[str], list[str]]:
+    """(heads, relations, tails) ids of each row of `tables.relations` (duplicates kept), with the entity and
+    relation names that `Triples.from_tables` gives them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pc.unique(tables.concepts["id"]).sort()
+    rel = tables.relations
+    names = kg_relations.relation_names(rel["rela"], rel["type"])
+    relation_names = pc.unique(names).sort()
+    heads, tails = pc.index_in(rel["head"], value_set=ids), pc.index_in(rel["tail"], value_set=ids)
+    if heads.null_count or tails.null_count:
+        raise ValueError("relations name concepts that the concept table lacks; read graphs with kg.tables.read_tables")
+
+    def tensor(values: pa.ChunkedArray | pa.Array) -> Tensor:
+        return torch.from_numpy(values.to_numpy().astype("int64", copy=False))
+
+    return (tensor(heads), tensor(pc.index_in(names, value_set=relation_names)), tensor(tails), ids.to_pylist(),
+            relation_names.to_pylist())
+
+
+def held_out_rows(tables: GraphTables, valid: float, test: float, seed: int) -> Tensor:
+    """[relations rows] bool: the rows of `tables.relations` whose triple `split_triples(Triples.from_tables(tables),
+    valid, test, seed)` puts in valid or test, i.e. what `medkg embed train` with that split ranks a model on.
+    Anything trained for that model (the knowledge encoder's pairs) must leave them out, or its figures
+    measure memory of the test edges."""
+    heads, relations, tails, entity_names, relation_names = table_rows(tables)
+    triples = Triples.from_arrays(heads, relations, tails, entity_names=entity_names, relation_names=relation_names)
+    split = split_triples(triples, valid, test, seed)
+
+    def key(rows: Tensor) -> Tensor:
+        return (rows[:, 0] * triples.num_relations + rows[:, 1]) * triples.num_entities + rows[:, 2]
+
+    held = torch.cat([split.valid.stacked(), split.test.stacked()])
+    return torch.isin(key(torch.stack([heads, relations, tails], dim=1)), key(held))
 
 
 def split_triples(triples: Triples, valid: float = 0.1, test: float = 0.1, seed: int = 0) -> Split:

@@ -16,9 +16,10 @@ from transformers import BertConfig
 from embed.contrastive import SoftInfoNCE, soft_targets
 from embed.features import concept_features, concept_text, concept_texts
 from embed.fusion_inputs import entity_inputs
-from embed.knowledge import KnowledgeEncoderConfig, embed_texts, train_knowledge_encoder
+from embed.knowledge import KnowledgeEncoderConfig, embed_texts, train_knowledge_encoder, training_edges
 from embed.pairs import KnowledgePairs, knowledge_pairs
 from embed.runs import CHECKPOINT, METRICS
+from embed.triples import Triples, split_triples
 from encoders.fusion import FusionConfig, KnowledgeFusion
 from encoders.text import TextEncoder
 from extract.model import Mention
@@ -283,12 +284,31 @@ def chest_findings(tables: GraphTables) -> GraphTables:
                        tables.relations)
 
 
+def test_the_knowledge_encoder_trains_on_exactly_the_edges_that_link_prediction_trains_on(open_kg_dir):
+    """An encoder fine-tuned on every edge would carry the test edges into a link predictor over its features."""
+    tables = read_tables(open_kg_dir, ProblemLog())
+
+    def named(triples: Triples) -> set[tuple[str, str, str]]:
+        e, r = triples.entity_names, triples.relation_names
+        return {(e[h], r[k], e[t]) for h, k, t in triples.stacked().tolist()}
+
+    split = split_triples(Triples.from_tables(tables), 0.1, 0.2, seed=3)  # medkg embed train --seed 3 --test 0.2
+    kept = training_edges(tables, KnowledgeEncoderConfig(seed=3, held_out=(0.1, 0.2)))
+    assert named(Triples.from_tables(kept)) == named(split.train)
+    assert kept.relations.num_rows < tables.relations.num_rows * 0.75 and kept.concepts.equals(tables.concepts)
+    assert training_edges(tables, KnowledgeEncoderConfig(held_out=(0, 0))).relations.equals(tables.relations)
+    with pytest.raises(ValueError, match="held_out"):
+        KnowledgeEncoderConfig(held_out=(0.5, 0.5))
+
+
 def test_knowledge_encoder_learns_the_graph_synonyms(open_kg_dir, data_dir, tmp_path):
     """MiniLM puts "effusion" nearer "pneumothorax" than "fluid in the pleural space"; 40 steps on the
     chest findings' synonyms, definitions and hierarchy (no test phrase among them) fix that."""
     tables = read_tables(open_kg_dir, ProblemLog(), read_semgroups(data_dir / "vocab" / "umls" / "SemGroups.txt"))
     findings = chest_findings(tables)
-    config = KnowledgeEncoderConfig(steps=40, batch_size=32, lr=2e-4, max_length=32, checkpoint_every=40, device="cpu")
+    # held_out (0, 0): the chest findings keep the whole graph's edges, not a graph that embed train splits
+    config = KnowledgeEncoderConfig(steps=40, batch_size=32, lr=2e-4, max_length=32, checkpoint_every=40, device="cpu",
+                                    held_out=(0, 0))
     pairs = knowledge_pairs(findings, "[SEP]", config.relations)
     assert not any("fluid in the pleural space" in t.lower() for t in pairs.left + pairs.right)
 

@@ -156,7 +156,10 @@ def train_knowledge(out: Path, kg: Path | None = None, graph: str | None = None,
     `overrides` are KnowledgeEncoderConfig fields (steps, batch_size, lr, encoder, relations, ...)."""
     from embed.knowledge import KnowledgeEncoderConfig, train_knowledge_encoder
 
-    config = KnowledgeEncoderConfig(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        config = KnowledgeEncoderConfig(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as error:  # a setting the user gave
+        raise InputError(f"knowledge encoder: {error}") from None
     tables = read_graph(kg, graph, problems)
     started = time.perf_counter()
     train_knowledge_encoder(tables, out, config, progress)

@@ -77,7 +77,7 @@ def cmd_knowledge(args: argparse.Namespace) -> None:
     print(embed_api().train_knowledge(
         args.out, args.kg, args.graph, progress=not args.quiet, problems=problems, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, encoder=str(args.encoder) if args.encoder else None, relations=tuple(args.relations) if args.relations else None,
-        device=args.device or None, seed=args.seed,
+        device=args.device or None, seed=args.seed, held_out=tuple(args.held_out) if args.held_out else None,
     ))
     problems_footer(problems)
 
@@ -148,6 +148,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="optimisation steps in all, a resumed run included (default: 2000)")
     p.add_argument("--encoder", type=Path, metavar="DIR", help="text encoder to start from (default: bundled MiniLM)")
     p.add_argument("--relations", nargs="+", metavar="TYPE", help="relation types that give pairs (default: IS_A LOCATED_AT)")
+    p.add_argument("--held-out", nargs=2, type=float, metavar=("VALID", "TEST"),
+                   help="leave out the valid and test edges of `medkg embed train`'s split with the same --seed, so that "
+                        "link prediction over this encoder's features is measured on edges it never saw (default: 0.1 0.1, "
+                        "embed train's split; 0 0 trains on every edge)")
     p.set_defaults(func=cmd_knowledge)
 
     p = embed.add_parser("text", parents=[source, json_opt, run_opt], help="concepts nearest to free text (prompts, report phrases)")

@@ -122,6 +122,7 @@ def build_stages(s: DemoSettings) -> list[Stage]:
     def embed_stage(problems: ProblemLog) -> dict[str, Any]:
         from ..api import embed as api
 
+        # The encoder holds out the edges of the KGE run's split (both default: 10% valid, 10% test, seed 0)
         knowledge = api.train_knowledge(encoder, kg=kg_dir, progress=False, problems=problems, steps=sizes.knowledge_steps,
                                         batch_size=32, lr=1e-4)
         # RotatE over the knowledge encoder's text features: the text predictor ranks better (docs/BENCHMARKS.md)
