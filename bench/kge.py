@@ -50,7 +50,7 @@ from torch import Tensor  # noqa: E402
 
 from embed.evaluate import ScoreAll, evaluate  # noqa: E402
 from embed.models import KGEConfig  # noqa: E402
-from embed.structure import DegreePrior, slot_degrees, structure_scorers  # noqa: E402
+from embed.structure import DegreePrior, irreflexive, slot_degrees, structure_scorers  # noqa: E402
 from embed.train import train  # noqa: E402
 from embed.triples import Split, Triples  # noqa: E402
 
@@ -216,11 +216,12 @@ def open_graph(kg_dir: Path, data_dir: Path | None, runs: Path, threads: int) ->
     components = {"text": scorer(text), "rotate": scorer(rotate), **structure}
     for name, parts in COMBINATIONS.items():
         started = time.perf_counter()
-        fit = fit_weights({k: components[k] for k in parts}, split.valid, split.known)
+        never_self = irreflexive(split.train) if set(parts) & set(structure) else None  # a structure rule as well
+        fit = fit_weights({k: components[k] for k in parts}, split.valid, split.known, never_self=never_self)
         print(f"{name}: valid MRR {fit.mrr:.4f} (alone: " + ", ".join(f"{k} {m:.4f}" for k, m in fit.alone.items())
               + "), weights " + ", ".join(f"{k} {w:g}" for k, w in fit.weights.items())
               + f"; fitted in {time.perf_counter() - started:.0f} s", flush=True)
-        results[name] = evaluate(combine(components, fit.weights), split.test, split.known, per_relation=True)
+        results[name] = evaluate(combine(components, fit.weights, never_self), split.test, split.known, per_relation=True)
     results["frequency"] = evaluate(frequency_baseline(split), split.test, split.known, per_relation=True)
     print(f"\n{'model':<16} {'MRR':>7} {'H@1':>7} {'H@3':>7} {'H@10':>7} {'train s':>8} {'peak GB':>8}")
     for name, m in results.items():

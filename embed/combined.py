@@ -3,7 +3,7 @@ structure (`embed.structure`) and, if asked, with other runs on the same split. 
 the validation split (`embed.ensemble`) and kept in the run directory beside the checkpoint:
 
 - `ensemble.json`: {"weights": {component: w}, "valid_mrr": x, "alone": {component: valid MRR},
-  "others": [run directories]};
+  "others": [run directories], "never_self": [relations for which the anchor is never its own answer]};
 - `degree_prior.safetensors`: the fitted degree prior's weights.
 
 Components: the run's model (named by its model, e.g. `text`), `degree prior`, and, for runs with text
@@ -30,7 +30,7 @@ from .evaluate import ScoreAll
 from .pipeline import load_run
 from .run_data import load_run_data
 from .runs import CHECKPOINT
-from .structure import DegreePrior, structure_scorers
+from .structure import DegreePrior, irreflexive, structure_scorers
 from .train import CONFIG, load_model
 from .triples import Split
 
@@ -70,12 +70,16 @@ def fit_run(run: Path, others: Sequence[Path] = (), device: str = "", progress: 
     if not len(split.valid):
         raise InputError(f"{run} has no validation triples to fit an ensemble's weights on")
     prior = DegreePrior(split.train).fit(split.train)
-    fit = fit_weights(_components(run, split, features, prior, device, scored), split.valid, split.known, progress=progress)
+    never_self = irreflexive(split.train)
+    fit = fit_weights(_components(run, split, features, prior, device, scored), split.valid, split.known, progress=progress,
+                      never_self=never_self)
     with atomic_open(run / PRIOR, "wb") as f:
         f.write(save({"weights": prior.weights.contiguous()}))
     with atomic_open(run / ENSEMBLE) as f:
         json.dump({"weights": fit.weights, "valid_mrr": fit.mrr, "alone": fit.alone,
-                   "others": [str(Path(o).resolve()) for o in others]}, f, indent=1)
+                   "others": [str(Path(o).resolve()) for o in others],
+                   "never_self": [name for name, ruled in zip(split.train.relation_names, never_self.tolist()) if ruled]},
+                  f, indent=1)
     return fit
 
 
@@ -89,8 +93,9 @@ def current_fit(run: Path) -> Fit | None:
     checkpoint: a finished run trained again with nothing left to train need not be refitted."""
     run = Path(run)
     spec = read_ensemble(run)
-    if spec is None or spec["others"] or (run / ENSEMBLE).stat().st_mtime < (run / CHECKPOINT).stat().st_mtime:
-        return None
+    if spec is None or spec["others"] or "never_self" not in spec or \
+            (run / ENSEMBLE).stat().st_mtime < (run / CHECKPOINT).stat().st_mtime:
+        return None  # fitted with other runs, before the anchor rule, or before the model's last epoch
     return Fit(spec["weights"], spec["valid_mrr"], spec["alone"])
 
 
@@ -106,4 +111,7 @@ def run_scorer(run: Path, device: str = "", structure: bool = True) -> tuple[Any
     if set(spec["weights"]) != set(components):
         raise InputError(f"{run / ENSEMBLE} names other components than the run has now; refit it with "
                          f"`medkg embed combine {run}`")
-    return combine(components, spec["weights"]), split
+    never_self = None  # an ensemble fitted before the anchor rule ranks as it was fitted
+    if "never_self" in spec:
+        never_self = torch.tensor([name in spec["never_self"] for name in split.train.relation_names])
+    return combine(components, spec["weights"], never_self), split

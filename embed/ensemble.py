@@ -6,7 +6,8 @@ cosine, the structure scores of `embed.structure`. The combined score is
 
     s(x | q) = sum_k w_k * log_softmax_x(s_k(x | q)),    w_k >= 0
 
-and a weight also sets its component's temperature. The weights are chosen on the validation split,
+and a weight also sets its component's temperature. With `never_self` ([R] bool, from
+`embed.structure.irreflexive`), the anchor itself ranks last for the relations it marks. The weights are chosen on the validation split,
 never on test (`fit_weights`), by coordinate ascent on its filtered MRR. Each validation query is reduced
 to its candidates once: the target and every component's top `candidates` entities, with the other
 known answers removed. A weight vector's MRR is then one product over that small table. The ranks are
@@ -50,15 +51,20 @@ def _log_probabilities(components: Mapping[str, ScoreAll], anchors: Tensor, rela
                         for score in components.values()], dim=-1)
 
 
-def combine(components: Mapping[str, ScoreAll], weights: Mapping[str, float]) -> ScoreAll:
-    """sum_k weights[k] * log p_k, per query over all entities; components with weight 0 are not run."""
+def combine(components: Mapping[str, ScoreAll], weights: Mapping[str, float], never_self: Tensor | None = None) -> ScoreAll:
+    """sum_k weights[k] * log p_k, per query over all entities; components with weight 0 are not run; the
+    anchor last for the relations `never_self` marks."""
     used = {name: score for name, score in components.items() if weights.get(name, 0.0) > 0}
     if not used:
         raise ValueError("an ensemble needs at least one component with a positive weight")
     w = torch.tensor([weights[name] for name in used])
 
     def score_all(anchors: Tensor, relations: Tensor, predict_tail: bool) -> Tensor:
-        return _log_probabilities(used, anchors, relations, predict_tail) @ w
+        scores = _log_probabilities(used, anchors, relations, predict_tail) @ w
+        if never_self is not None:
+            rows = torch.nonzero(never_self[relations.cpu()]).flatten()
+            scores[rows, anchors.cpu()[rows]] = float("-inf")
+        return scores
 
     return score_all
 
@@ -66,10 +72,11 @@ def combine(components: Mapping[str, ScoreAll], weights: Mapping[str, float]) ->
 class CandidateTable:
     """Every validation query's candidates with each component's log-probability ([Q, C, K]); column 0 is
     the target. `repeat` marks an entity already in an earlier column (several components' top lists
-    overlap), so that no candidate is counted twice."""
+    overlap), so that no candidate is counted twice. An anchor that `never_self` rules out is dropped like
+    another known answer, as `combine` ranks it last."""
 
     def __init__(self, components: Mapping[str, ScoreAll], triples: Triples, known: KnownTriples, candidates: int = 100,
-                 batch_size: int = 256, progress: bool = False):
+                 batch_size: int = 256, progress: bool = False, never_self: Tensor | None = None):
         self.names = list(components)
         # [batch, entities, components] floats at a time: at most about 1 GB on a graph of a million concepts
         batch_size = max(1, min(batch_size, ENTRIES_PER_BATCH // (triples.num_entities * len(self.names))))
@@ -84,6 +91,9 @@ class CandidateTable:
                     others = torch.zeros(logp.shape[:2], dtype=torch.bool)
                     others[rows, entities] = True
                     others[torch.arange(len(targets)), targets] = False
+                    if never_self is not None:  # after the target: an anchor ruled out ranks low even as the target
+                        ruled_out = never_self[r]
+                        others[ruled_out, anchors[ruled_out]] = True
                     logp = logp.masked_fill(others[..., None], -1e4)  # another true answer never outranks
                     k = min(candidates, logp.shape[1])
                     picked = torch.cat([targets[:, None], *(logp[..., i].topk(k, dim=1).indices for i in range(len(self.names)))], 1)
@@ -110,11 +120,12 @@ class Fit:
 
 
 def fit_weights(components: Mapping[str, ScoreAll], triples: Triples, known: KnownTriples,
-                grid: Sequence[float] = WEIGHT_GRID, rounds: int = 3, progress: bool = False) -> Fit:
+                grid: Sequence[float] = WEIGHT_GRID, rounds: int = 3, progress: bool = False,
+                never_self: Tensor | None = None) -> Fit:
     """Weights (on `grid`) maximising the filtered MRR on `triples` (the validation split) by coordinate
     ascent from all ones or the best component alone, whichever ranks better, so the ensemble is never worse
     on valid than its best part (module docstring)."""
-    table = CandidateTable(components, triples, known, progress=progress)
+    table = CandidateTable(components, triples, known, progress=progress, never_self=never_self)
     alone = {name: table.mrr(torch.eye(len(table.names))[i]) for i, name in enumerate(table.names)}
     weights = torch.ones(len(table.names))
     best = table.mrr(weights)

@@ -1,7 +1,7 @@
 """What the training graph's shape says about an answer: scores that any link predictor can be combined
 with (`embed.ensemble`), each a function (anchors, relations, predict_tail) -> [batch, num_entities].
 
-Two signals that the text and embedding models miss on the open radiology graph (docs/BENCHMARKS.md):
+Three signals that the text and embedding models miss on the open radiology graph (docs/BENCHMARKS.md):
 
 - `DegreePrior`, how many r-edges a candidate already has. Most concepts have one IS_A parent, so a
   concept that already has one is rarely the child that a query asks for: two thirds of the validation
@@ -20,6 +20,10 @@ Two signals that the text and embedding models miss on the open radiology graph 
   sets its temperature. (Its mirror image, scoring x by the nearest of x's own known answers to the
   anchor, was measured too: it ranks well alone, valid MRR 0.17, but adds nothing beside the text
   predictor, which already reads the anchor, and the ensemble gave it weight 0.)
+- `irreflexive`, the relations that never link a concept to itself in training: for them the anchor is
+  never its own answer. A concept's text is nearest its own, so every text score (and RotatE, whose
+  relation rotations are small) ranks the anchor near the top; the ensemble (`embed.ensemble.combine`)
+  ranks it last instead. On the open graph no relation has a self-loop.
 """
 
 from __future__ import annotations
@@ -43,6 +47,13 @@ def slot_degrees(train: Triples) -> tuple[Tensor, Tensor]:
     out = torch.zeros(shape).index_put_((train.relations, train.heads), ones, accumulate=True)
     into = torch.zeros(shape).index_put_((train.relations, train.tails), ones, accumulate=True)
     return out, into
+
+
+def irreflexive(train: Triples) -> Tensor:
+    """[R] bool: the relations without any (x, r, x) triple in `train` (module docstring)."""
+    looped = torch.zeros(train.num_relations, dtype=torch.bool)
+    looped[train.relations[train.heads == train.tails]] = True
+    return ~looped
 
 
 def slot_features(out: Tensor, into: Tensor) -> Tensor:

@@ -76,6 +76,7 @@ def test_train_eval_export_and_similar_from_the_database(open_graph_uri, tmp_pat
     assert [r["epoch"] for r in log] == [1, 2] and log[1]["loss"] < log[0]["loss"]
     ensemble = json.loads((run / "ensemble.json").read_text())
     assert set(ensemble["weights"]) == {"distmult", "degree prior"}  # no text features: no neighbour-text scores
+    assert ensemble["never_self"] == ["co_occurs_with", "has_modifier", "isa", "located_at"]  # no self-loops
     assert "with the graph's structure: valid MRR" in out
     assert ensemble["valid_mrr"] >= max(ensemble["alone"].values())
 
@@ -86,6 +87,7 @@ def test_train_eval_export_and_similar_from_the_database(open_graph_uri, tmp_pat
     assert sum(m["count"] for m in metrics["per_relation"].values()) == metrics["count"]
     out = run_cli(capsys, "embed", "eval", str(run), "--part", "valid")
     assert "ranked by the model with the graph's structure: distmult" in out and "MRR" in out
+    assert "never its own answer for co_occurs_with, has_modifier, isa, located_at" in out
     alone = json.loads(run_cli(capsys, "embed", "eval", str(run), "--json", "--model-only"))
     assert alone["count"] == metrics["count"] and alone["mrr"] != metrics["mrr"]
 

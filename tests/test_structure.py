@@ -89,14 +89,26 @@ def test_the_candidate_table_ranks_exactly_when_every_entity_is_a_candidate():
     n = 31
     table_a, table_b = torch.randn(3, n, generator=generator), torch.randn(3, n, generator=generator)
     components = {"a": lambda anchors, relations, tail: table_a[relations + 0 * anchors],
-                  "b": lambda anchors, relations, tail: table_b[relations] + anchors[:, None].float() / 7}
-    rows = [(i % n, i % 3, (5 * i + 3) % n) for i in range(40)]
+                  "b": lambda anchors, relations, tail: table_b[relations] + 3 * F.one_hot(anchors, n)}  # the anchor first
+    rows = [(i % n, i % 3, (5 * i + 3) % n) for i in range(40)] + [(4, 2, 4)]  # relation 2 links 4 to itself
     valid = triples(rows[:20], n, 3)
     split = Split(triples(rows[20:], n, 3), valid, triples(rows[:1], n, 3))
-    table = CandidateTable(components, valid, split.known, candidates=n)
-    for weights in ([1.0, 0.0], [0.3, 0.7], [2.0, 1.0]):
-        exact = evaluate(combine(components, dict(zip("ab", weights))), valid, split.known)["mrr"]
-        assert abs(table.mrr(torch.tensor(weights)) - exact) < 1e-6
+    never_self = structure.irreflexive(split.train)
+    assert never_self.tolist() == [True, True, False]
+    for rule in (None, never_self):
+        table = CandidateTable(components, valid, split.known, candidates=n, never_self=rule)
+        for weights in ([1.0, 0.0], [0.3, 0.7], [2.0, 1.0]):
+            exact = evaluate(combine(components, dict(zip("ab", weights)), rule), valid, split.known)["mrr"]
+            assert abs(table.mrr(torch.tensor(weights)) - exact) < 1e-6
+    # With the rule, b's favourite (the anchor) ranks last for relations 0 and 1, and helps b's ranks there.
+    scores = combine(components, {"b": 1.0}, never_self)(torch.tensor([3, 3, 3]), torch.tensor([0, 1, 2]), True)
+    assert scores[:2, 3].isinf().all() and scores[2].argmax() == 3
+    looped = valid.heads == valid.tails  # (7, 1, 7): relation 1 never links a concept to itself in training
+    assert looped.sum() == 1
+    others = valid.select(torch.nonzero(~looped).flatten())
+    ruled = CandidateTable(components, others, split.known, candidates=n, never_self=never_self)
+    plain = CandidateTable(components, others, split.known, candidates=n)
+    assert ruled.mrr(torch.tensor([0.0, 1.0])) > plain.mrr(torch.tensor([0.0, 1.0]))
 
 
 def test_fitted_weights_are_never_worse_on_valid_than_the_best_part():
@@ -121,7 +133,7 @@ def test_a_kept_ensemble_counts_only_when_fitted_after_the_last_checkpoint(tmp_p
 
     (tmp_path / "checkpoint.pt").write_bytes(b"model")
     spec = {"weights": {"text": 2.0, "degree prior": 1.0}, "valid_mrr": 0.3, "alone": {"text": 0.2, "degree prior": 0.06},
-            "others": []}
+            "others": [], "never_self": ["isa"]}
     (tmp_path / "ensemble.json").write_text(json.dumps(spec))
     os.utime(tmp_path / "checkpoint.pt", (1_000, 1_000))
     os.utime(tmp_path / "ensemble.json", (2_000, 2_000))
@@ -133,3 +145,7 @@ def test_a_kept_ensemble_counts_only_when_fitted_after_the_last_checkpoint(tmp_p
     (tmp_path / "ensemble.json").write_text(json.dumps({**spec, "others": ["/runs/rotate"]}))
     os.utime(tmp_path / "ensemble.json", (2_000, 2_000))
     assert current_fit(tmp_path) is None  # refitted by `medkg embed combine`, not by training
+    spec.pop("never_self")
+    (tmp_path / "ensemble.json").write_text(json.dumps(spec))
+    os.utime(tmp_path / "ensemble.json", (2_000, 2_000))
+    assert current_fit(tmp_path) is None  # fitted before the anchor rule: fitted again

@@ -51,6 +51,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if ensemble:
         print("ranked by the model with the graph's structure: " + ", ".join(f"{name} {w:g}" for name, w in ensemble["weights"].items())
               + " (weights fitted on valid; --model-only for the model alone)")
+        if ensemble.get("never_self"):
+            print("a concept is never its own answer for " + ", ".join(ensemble["never_self"]) + " (no self-loop in training)")
     print(f"MRR {metrics['mrr']:.4f}  Hits@1 {metrics['hits@1']:.4f}  Hits@3 {metrics['hits@3']:.4f}  Hits@10 {metrics['hits@10']:.4f}")
     width = max(len(name) for name in metrics["per_relation"])
     print(f"\n{'relation'.ljust(width)}  queries     MRR  Hits@1  Hits@10")
