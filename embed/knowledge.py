@@ -73,8 +73,9 @@ class KnowledgeEncoderConfig:
         self.held_out = tuple(float(x) for x in self.held_out)  # type: ignore[assignment]
         if len(self.held_out) != 2 or min(self.held_out) < 0 or sum(self.held_out) >= 1:
             raise ValueError("held_out is (valid, test): fractions >= 0 that sum to < 1")
-        if not 1 <= self.pairs_per_concept <= self.batch_size or self.steps < 0 or self.checkpoint_every < 1:
-            raise ValueError("need 1 <= pairs_per_concept <= batch_size, steps >= 0 and checkpoint_every >= 1")
+        if not 1 <= self.pairs_per_concept <= self.batch_size or self.steps < 0 or self.checkpoint_every < 1 \
+                or self.max_length < 1:
+            raise ValueError("need 1 <= pairs_per_concept <= batch_size, steps >= 0, checkpoint_every >= 1 and max_length >= 1")
         if unknown := set(self.relations) - set(RELATION_TYPES):
             raise ValueError(f"unknown relation types {sorted(unknown)}; known: {RELATION_TYPES}")
 

@@ -162,11 +162,15 @@ def test_knowledge_encoder_and_free_text_from_the_command_line(tmp_path, capsys,
     monkeypatch.setenv("MEDKG_HOME", str(tmp_path / "home"))
     kg_dir, encoder = tmp_path / "kg", tmp_path / "encoder"
     write_graph_rrf(small_graph(), kg_dir)
-    out = run_cli(capsys, "embed", "knowledge", "--kg", str(kg_dir), "--out", str(encoder), "--steps", "2", "--batch-size", "4", "-q")
+    out = run_cli(capsys, "embed", "knowledge", "--kg", str(kg_dir), "--out", str(encoder), "--steps", "2", "--batch-size", "4",
+                  "--max-length", "24", "-q")
     assert "2 steps" in out and (encoder / "model.safetensors").exists() and (encoder / "text_encoder.json").exists()
-    assert json.loads((encoder / "knowledge.json").read_text())["held_out"] == [0.1, 0.1]  # embed train's split
+    config = json.loads((encoder / "knowledge.json").read_text())
+    assert config["held_out"] == [0.1, 0.1] and config["max_length"] == 24  # held out: embed train's split
     assert main(["embed", "knowledge", "--kg", str(kg_dir), "--out", str(tmp_path / "e2"), "--held-out", "0.6", "0.5"]) == 2
     assert "held_out is (valid, test)" in capsys.readouterr().err
+    assert main(["embed", "knowledge", "--kg", str(kg_dir), "--out", str(tmp_path / "e2"), "--max-length", "0"]) == 2
+    assert "max_length >= 1" in capsys.readouterr().err
     matches = json.loads(run_cli(capsys, "embed", "text", "fluid around the lung", "a collapsed lung", "--kg", str(kg_dir),
                                  "--encoder", str(encoder), "--limit", "2", "--json", "-q"))
     assert [m["text"] for m in matches] == ["fluid around the lung"] * 2 + ["a collapsed lung"] * 2

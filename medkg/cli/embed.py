@@ -80,6 +80,7 @@ def cmd_knowledge(args: argparse.Namespace) -> None:
         args.out, args.kg, args.graph, progress=not args.quiet, problems=problems, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, encoder=str(args.encoder) if args.encoder else None, relations=tuple(args.relations) if args.relations else None,
         device=args.device or None, seed=args.seed, held_out=tuple(args.held_out) if args.held_out else None,
+        max_length=args.max_length,
     ))
     problems_footer(problems)
 
@@ -150,6 +151,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="optimisation steps in all, a resumed run included (default: 2000)")
     p.add_argument("--encoder", type=Path, metavar="DIR", help="text encoder to start from (default: bundled MiniLM)")
     p.add_argument("--relations", nargs="+", metavar="TYPE", help="relation types that give pairs (default: IS_A LOCATED_AT)")
+    p.add_argument("--max-length", type=int, metavar="TOKENS",
+                   help="tokens per text; longer definitions are cut (default: 64)")
     p.add_argument("--held-out", nargs=2, type=float, metavar=("VALID", "TEST"),
                    help="leave out the valid and test edges of `medkg embed train`'s split with the same --seed, so that "
                         "link prediction over this encoder's features is measured on edges it never saw (default: 0.1 0.1, "
