@@ -43,15 +43,20 @@ def _model_name(run: Path) -> str:
 
 
 def _others(run: Path, split: Split, others: Sequence[Path], device: str) -> dict[str, ScoreAll]:
-    """The other runs' models by name, each checked to hold the run's split."""
+    """The other runs' models by name, each checked to hold the run's split. A run is named by its model and
+    directory name, or by its whole path where two directories share a name."""
+    paths = [Path(other).resolve() for other in others]
+    if repeated := sorted({str(p) for p in paths if paths.count(p) > 1 or p == Path(run).resolve()}):
+        raise InputError(f"{', '.join(repeated)}: a run can be in its own ensemble only once")
+    unique = len({p.name for p in paths}) == len(paths)
     scored: dict[str, ScoreAll] = {}
-    for other in others:
+    for other, path in zip(others, paths):
         other_model, other_split = load_run(other, device)
         if not torch.equal(other_split.test.stacked(), split.test.stacked()) or \
                 not torch.equal(other_split.valid.stacked(), split.valid.stacked()):
             raise InputError(f"{other} holds another split than {run}: only runs made from the same graph with the same "
                              "seed and split sizes can be combined")
-        scored[f"{_model_name(other)} ({Path(other).name})"] = scorer(other_model)
+        scored[f"{_model_name(other)} ({path.name if unique else path})"] = scorer(other_model)
     return scored
 
 

@@ -188,6 +188,17 @@ def test_text_model_run_and_what_a_run_directory_refuses(tmp_path, capsys, monke
     assert "text: 7 concepts" in out and "2 epochs" in out
     assert main(["embed", "combine", str(run)]) == 2  # 5 triples: none left for validation
     assert "no validation triples" in capsys.readouterr().err
+    assert main(["embed", "combine", str(run), "--with", str(run)]) == 2
+    assert "in its own ensemble only once" in capsys.readouterr().err
+    # Runs in directories of the same name join an ensemble under their whole paths, not one in place of the other.
+    from embed.combined import _others
+    from embed.run_data import load_run_data
+
+    twins = [tmp_path / side / "run" for side in ("a", "b")]
+    for twin in twins:
+        run_cli(capsys, "embed", "train", "--kg", str(kg_dir), "--model", "text", "--out", str(twin), "--epochs", "1", "-q")
+    assert set(_others(run, load_run_data(run)[0], twins, "cpu")) == {f"text ({twin.resolve()})" for twin in twins}
+    assert set(_others(run, load_run_data(run)[0], twins[:1], "cpu")) == {"text (run)"}
     run_cli(capsys, "embed", "export", str(run))
     vectors = torch.from_numpy(load_file(str(run / "concept_vectors.safetensors"))["vectors"])
     assert vectors.shape == (7, 384)  # the candidate side: unit vectors of the text's width
