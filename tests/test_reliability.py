@@ -223,7 +223,6 @@ def test_ctrl_c_during_a_parallel_extraction_stops_with_one_line(open_kg_dir, da
             chunk = process.stderr.read1(4096)
             assert chunk, f"extraction ended before Ctrl-C: {seen.decode()[-2000:]}"
             seen += chunk
-        time.sleep(0.5)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does in a terminal
         err = seen + process.stderr.read()
         process.wait(60)
