@@ -35,4 +35,7 @@ def preset(model: str, **overrides: Any) -> KGEConfig:
     if head == "text" and overrides.get("text_features") is False:
         raise InputError("the text model ranks concepts by their text: it cannot train without text features")
     values = {**SHALLOW[head], **(ENCODED if "-" in model else {}), "model": model}
-    return KGEConfig(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
+    try:
+        return KGEConfig(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
+    except ValueError as error:  # a setting the user gave (--epochs -1, --dim 0, ...)
+        raise InputError(f"{model}: {error}") from None

@@ -156,6 +156,10 @@ def test_embed_errors_name_what_is_wrong(tmp_path, capsys):
     assert "unknown model 'transd'" in capsys.readouterr().err
     assert main(["embed", "train", "--out", str(tmp_path / "r"), "--model", "transe"]) == 2
     assert "--kg DIR" in capsys.readouterr().err
+    assert main(["embed", "train", "--kg", str(tmp_path), "--out", str(tmp_path / "r"), "--epochs", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "text: dim, batch_size and negatives must be positive, epochs non-negative" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_knowledge_encoder_and_free_text_from_the_command_line(tmp_path, capsys, monkeypatch):
