@@ -252,9 +252,7 @@ def _page(records: dict[str, Any], s: dict[str, Any], evals: dict[str, Any], fig
         if test and m.get("structure"):
             ranked += (f", ranked together with the graph's structure scores (validation MRR {m['structure']['valid_mrr']:.3f}, "
                        f"<code>{e(str(m.get('kge_model')))}</code> alone {m['structure']['model_valid_mrr']:.3f})")
-        epochs = m.get("kge_epochs")  # {model: epochs}; a number in summaries from before the ensemble of models
-        epochs = epochs if isinstance(epochs, dict) else {m.get("kge_model"): epochs}
-        models = " and ".join(f"<code>{e(str(name))}</code> ({n} epochs)" for name, n in epochs.items())
+        models = " and ".join(f"<code>{e(str(name))}</code> ({n} epochs)" for name, n in m.get("kge_epochs", {}).items())
         parts.append(f"<p>The knowledge encoder was fine-tuned for {m.get('knowledge_steps')} steps on the graph's names, "
                      f"synonyms and relations. Concept embeddings, {models}, {ranked}; "
                      f"{m.get('vectors', 0):,} concept vectors of <code>{e(str(m.get('kge_model')))}</code> were exported "

@@ -133,12 +133,13 @@ def build_stages(s: DemoSettings) -> list[Stage]:
         # the best measured on the open graph (docs/BENCHMARKS.md); the text predictor's vectors are exported
         settings = {"kg": kg_dir, "text_features": sizes.kge_text_features, "progress": False, "problems": problems,
                     "text_encoder": encoder if sizes.kge_text_features else None, "epochs": sizes.kge_epochs}
-        (first, main), *others = kge_runs.items()
-        trained = api.train(main, model=first, structure=sizes.kge_evaluate and not others, **settings)
-        epochs = {first: trained.epochs} | {name: api.train(run, model=name, structure=False, **settings).epochs
-                                            for name, run in others}
-        fit = (api.combine(main, [run for _, run in others], progress=False) if others else trained.ensemble) \
-            if sizes.kge_evaluate else None
+        first, *others = sizes.kge_models
+        trained = api.train(kge, model=first, structure=sizes.kge_evaluate and not others, **settings)
+        epochs = {first: trained.epochs} | {name: api.train(kge_runs[name], model=name, structure=False, **settings).epochs
+                                            for name in others}
+        fit = None
+        if sizes.kge_evaluate:  # with other models, their ensemble replaces the one `train` would have fitted
+            fit = api.combine(kge, [kge_runs[name] for name in others], progress=False) if others else trained.ensemble
         metrics = api.evaluate(kge, progress=False) if sizes.kge_evaluate else {}
         exported = api.export(kge, vectors, graph=graph)  # stored on the concepts too: `medkg kg similar` answers
         structure = ({"weights": fit.weights, "valid_mrr": fit.mrr, "model_valid_mrr": fit.alone[trained.model]}
