@@ -298,14 +298,18 @@ def _localize(model: AlignmentModel, config: AlignConfig, encoded: Encoded, case
                 text = model.encode_text(p.positive)
                 words[p.label] = (text.words.float().cpu(), text.word_mask.cpu())
     gamma = config.loss.gloria_gamma[0]
+
+    def attention(row: int, label: str) -> Tensor:
+        if model.decoder is not None:
+            return encoded.maps[row][column[label]]
+        return localization.word_region_attention(*words[label], encoded.regions[row], gamma)
+
     peaks = []
     for row, label in tqdm(cases, desc="attention peaks", unit=" finding", disable=not progress, mininterval=0.5):
-        if model.decoder is not None:
-            attention = encoded.maps[row][column[label]]
-        else:
-            attention = localization.word_region_attention(*words[label], encoded.regions[row], gamma)
-        x, y = localization.attention_peak(attention, encoded.grid, size(row))
+        x, y = localization.attention_peak(attention(row, label), encoded.grid, size(row))
         peaks.append(localization.Peak(images[row].name, label, x, y))
+    boxed_rows = sorted({row for row, _ in cases})
+    shared = localization.shared_peaks(torch.stack([attention(row, label) for label in column]) for row in boxed_rows)
     accuracy = localization.pointing_game(peaks, boxes)
     labels = set(column)
     train_boxes = [(box, size(row)) for row, image in enumerate(images) if sides[row] == "train"
@@ -315,7 +319,7 @@ def _localize(model: AlignmentModel, config: AlignConfig, encoded: Encoded, case
                                    {images[row].name: size(row) for row, _ in cases}, priors)
     summary = {"pointing_game": accuracy, "mean_pointing_game": localization.mean(accuracy),
                "random_baseline": localization.mean(rates["random"]), "centre_baseline": localization.mean(rates["centre"]),
-               "prior_baseline": localization.mean(rates["prior"])}
+               "prior_baseline": localization.mean(rates["prior"]), "shared_peaks": shared}
     counts: dict[str, int] = {}
     for _, label in cases:
         counts[label] = counts.get(label, 0) + 1

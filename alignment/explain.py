@@ -18,6 +18,10 @@ growing with the value (the minimum, and the cropped-off margins, leave the radi
 the entity, its P(present), its prediction and the map's peak relative to uniform attention ("3.2x uniform"; a
 flat map, about 1x, says the model looked everywhere, however colourful its stretched overlay), and a colour bar
 whose ticks are values of attention / max.
+
+When every requested entity's map on an image peaks at the same region (`shared_peak`), the manifest, the terminal
+summary and the viewer say so: the maps then show where the model looks, not where each finding is. Measured with
+`medkg evaluate` (`shared_peaks`), the shipped configs trained on the shared data draw one map for all findings.
 """
 
 from __future__ import annotations
@@ -453,6 +457,14 @@ def peak_position(grid: np.ndarray, box: CropBox) -> tuple[float, float]:
             box.left + (c + 0.5) * (box.right - box.left) / grid.shape[1])
 
 
+def shared_peak(entities: Sequence[EntityExplanation]) -> bool | None:
+    """Whether every entity's map peaks at the same region (None for fewer than two): then the maps show where the
+    model looks, not where each finding is (`alignment.localization.shared_peaks` measures it over a dataset)."""
+    if len(entities) < 2:
+        return None
+    return len({int(np.argmax(e.grid)) for e in entities}) == 1
+
+
 # Writing: maps, overlays and the manifest the viewer reads
 
 MANIFEST = "explain.json"
@@ -486,7 +498,7 @@ def write_explanations(images: Sequence[ImageExplanation], out: Path, report: st
                  "crop": image.box.as_list(), "grid": list(image.entities[0].grid.shape if image.entities else ()),
                  "radiograph": f"{folder}/{RADIOGRAPH}",
                  "scores": {name: round(float(p), 6) for name, p in zip(entity_names, image.probabilities[:, PRESENT])},
-                 "entities": [], "words": []}
+                 "entities": [], "words": [], "shared_peak": shared_peak(image.entities)}
         used: set[str] = set()
         for entity in image.entities:
             stem = slug(entity.name)

@@ -20,6 +20,10 @@ file and a map upsampled to the file's size lies on it.
   of cell centres covered by the most training-split boxes of that finding (ties: nearest the centre; a finding
   without training boxes uses the centre).
   Each baseline is averaged per finding, then over findings, like the model's accuracy.
+- `shared_peaks`: whether the maps tell findings apart at all. A decoder whose entity queries all attend alike
+  (measured: every shipped model trained on the shared data) draws one map per image whatever the finding; its
+  pointing game then only says where that one map lies. The share of finding pairs whose maps peak at the same
+  region, per image, averaged: 1 is one map for all findings.
 Boxes are for evaluation only: nothing here trains on them but the prior baseline, and it reads the training split.
 """
 
@@ -126,6 +130,20 @@ def baselines(cases: Iterable[tuple[str, str]], boxes: dict[str, list[Box]], siz
 
 def mean(values: dict[str, float]) -> float:
     return float(np.mean(list(values.values()))) if values else float("nan")
+
+
+def shared_peaks(maps: Iterable[Tensor]) -> float:
+    """The mean over images of the share of pairs of findings whose maps ([L, N] per image, one row per finding
+    over the N regions) peak at the same region; NaN without an image of two findings or more."""
+    shares = []
+    for grid in maps:
+        if len(grid) < 2:
+            continue
+        peaks = grid.reshape(len(grid), -1).argmax(-1)
+        same = peaks[:, None] == peaks[None, :]
+        pairs = len(peaks) * (len(peaks) - 1)
+        shares.append(float(same.sum() - len(peaks)) / pairs)
+    return float(np.mean(shares)) if shares else float("nan")
 
 
 def word_region_attention(words: Tensor, word_mask: Tensor, regions: Tensor, gamma: float) -> Tensor:

@@ -8,7 +8,8 @@ with the same interpolation, colour map and colour range (the map's minimum / ma
 attention to where the selected entity attends (Σ over regions of the entity's attention × the word's
 attention), or, after a click on the image, by its attention to that region, scaled from the least attending
 word (unshaded) to the most attending one (the page says when they differ by under 10%: a flat map); clicking a
-word shows its own map. The state is kept in the URL hash (`#image=0&entity=1&word=4&region=7&
+word shows its own map. Under the entity list, the page says when every entity's map on the image peaks at the
+same region (the manifest's `shared_peak`). The state is kept in the URL hash (`#image=0&entity=1&word=4&region=7&
 overlay=off&opacity=0.4`), so a view can be bookmarked, and a headless browser can be pointed at one.
 
 The layout is fixed in CSS pixels: the image stage's top-left corner is at (STAGE_LEFT, STAGE_TOP) and the image

@@ -94,3 +94,22 @@ def test_console_entry_point():
     result = subprocess.run([sys.executable, "-m", "medkg", "kg", "--help"], capture_output=True, text=True, check=True)
     for command in ("build", "load", "lookup", "neighbors", "path", "query", "export"):
         assert command in result.stdout
+
+
+def test_every_help_page_renders_its_text_as_written():
+    """argparse %-formats `help=` strings but prints `description=` as written: a doubled %% there reached users."""
+    import argparse
+
+    from medkg.cli import build_parser
+
+    def pages(parser: argparse.ArgumentParser):
+        yield parser.prog, parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from pages(child)
+
+    seen = dict(pages(build_parser()))
+    assert len(seen) > 20 and "medkg evaluate" in seen
+    assert "95% intervals" in " ".join(seen["medkg evaluate"].split())
+    assert [prog for prog, text in seen.items() if "%%" in text] == []

@@ -27,7 +27,15 @@ from alignment.data.corpora import Box, read_corpus, read_nih_boxes
 from alignment.data.images import ImageCache
 from alignment.data.split import side_of
 from alignment.evaluate import METRICS_FILE, PEAKS_FILE, PROMPTS_FILE, SCORES_FILE, _localize, encode_images, run_config
-from alignment.localization import Peak, attention_peak, baselines, covered_share, pointing_game, prior_points
+from alignment.localization import (
+    Peak,
+    attention_peak,
+    baselines,
+    covered_share,
+    pointing_game,
+    prior_points,
+    shared_peaks,
+)
 from alignment.model import CONFIG_NAME, AlignmentModel
 from alignment.prompts import LabelPrompts, class_vectors, entity_rows, prompts_for
 from alignment.retrieval import precision_at, recall_at, relevance
@@ -162,7 +170,7 @@ def test_the_files_are_written_and_shaped(evaluated, tiny):
     assert {"zero_shot", "zero_shot_prompt", "localization", "retrieval", "probe"} <= set(m)
     assert set(m["zero_shot"]) == {"auc", "auc_ci", "mean_auc"} == set(m["zero_shot_prompt"])
     assert set(m["localization"]) == {"pointing_game", "mean_pointing_game", "random_baseline", "centre_baseline",
-                                      "prior_baseline"}
+                                      "prior_baseline", "shared_peaks"}
     assert m["details"]["score"] == "entity" and m["details"]["split"] == "test"  # the decoder's score is the headline
     assert set(m["zero_shot"]["auc"]) <= set(json.loads((evaluated.out / PROMPTS_FILE).read_text()))
     # the held-out patients only: the test side of the run's split rule
@@ -271,6 +279,46 @@ def test_baselines_follow_their_definitions():
     assert pointing_game(peaks, boxes) == {"Mass": 1.0, "Nodule": 0.0}
 
 
+def test_shared_peaks_is_the_share_of_finding_pairs_with_one_peak():
+    one = torch.tensor([[0.1, 0.9, 0.0], [0.2, 0.7, 0.1], [0.8, 0.1, 0.1]])  # pairs (0,1) share, (0,2) and (1,2) do not
+    apart = torch.eye(3)
+    assert shared_peaks([one]) == pytest.approx(1 / 3)
+    assert shared_peaks([one, apart]) == pytest.approx(1 / 6)
+    assert shared_peaks([one[:2]]) == 1.0 and shared_peaks([apart[:, None].expand(3, 2, 3)]) == 0.0  # [L, h, w] maps too
+    assert math.isnan(shared_peaks([one[:1]]))  # one finding: no pair
+
+
+def test_shared_peaks_is_recomputed_from_the_decoder_maps(evaluated, tiny):
+    """The figure over the boxed held-out images, from the model's own attention of every evaluated label."""
+    model = AlignmentModel.from_pretrained(evaluated.run / "model").eval()
+    config = run_config(evaluated.run)
+    corpus = read_corpus("nih-cxr14", tiny.nih, ProblemLog())
+    pixels, images = ImageCache().load(corpus.images, 32, ProblemLog(), progress=False)
+    prompts = json.loads((evaluated.out / PROMPTS_FILE).read_text())
+    columns = [prompts[label]["entity"] for label in prompts]
+    boxed = sorted({row["image"] for row in read_rows(evaluated.out / PEAKS_FILE)})
+    rows = [i for i, image in enumerate(images) if image.name in boxed]
+    with torch.no_grad():
+        out = model.encode_image(ImageTransform(config.transform)(pixels[rows].float() / 255, train=False))
+        attention = model.entities(out.local, summary=out.pooled)[1][:, columns]
+    shared = evaluated.metrics["localization"]["shared_peaks"]
+    assert len(rows) > 1 and attention.shape[-1] > 1  # several images, several regions: not a trivial share
+    assert shared == pytest.approx(shared_peaks(list(attention)), abs=1e-9)
+    # the same wiring on maps whose peaks are known: label j peaks at region j mod N
+    positive, negative = class_vectors(model, label_prompts_of(prompts))
+    boxes = read_nih_boxes(tiny.nih, ProblemLog())
+    cases = [(row, label) for row in rows for label in dict.fromkeys(b.label for b in boxes[images[row].name])]
+    encoded = encode_images(model, pixels, ImageTransform(config.transform), rows, label_prompts_of(prompts),
+                            positive, negative, set(rows))
+    regions = attention.shape[-1]
+    for row in rows:
+        encoded.maps[row] = F.one_hot(torch.arange(len(columns)) % regions, regions).float()
+    sides = [side_of(image.patient, (0.7, 0.1, 0.2), 0) for image in images]
+    summary, _, _ = _localize(model, config, encoded, cases, images, sides, boxes, label_prompts_of(prompts), False)
+    counts = np.bincount(np.arange(len(columns)) % regions)
+    assert summary["shared_peaks"] == pytest.approx((counts * (counts - 1)).sum() / (len(columns) * (len(columns) - 1)))
+
+
 def test_attention_peaks_land_on_cell_centres_in_file_pixels():
     grid = torch.zeros(4, 4)
     grid[0, 0] = 1  # a corner cell: the upsampled map is flat from its centre (8, 8) to the corner
@@ -333,7 +381,9 @@ def test_a_model_without_a_decoder_localises_by_word_region_attention(evaluated,
     sides = [side_of(image.patient, (0.7, 0.1, 0.2), 0) for image in images]
     summary, details, peaks = _localize(model, config, encoded, cases, images, sides, boxes, prompts, progress=False)
     assert details["method"].startswith("word-region attention") and len(peaks) == len(cases)
-    assert set(summary) == {"pointing_game", "mean_pointing_game", "random_baseline", "centre_baseline", "prior_baseline"}
+    assert set(summary) == {"pointing_game", "mean_pointing_game", "random_baseline", "centre_baseline", "prior_baseline",
+                            "shared_peaks"}
+    assert 0 <= summary["shared_peaks"] <= 1
     row, label = cases[0]  # the first peak by hand: GLoRIA's softmax over regions of γ1·cosine, words then prompts averaged
     with torch.no_grad():
         text = model.encode_text(prompts[list(NAMES).index(label)].positive)
@@ -341,6 +391,11 @@ def test_a_model_without_a_decoder_localises_by_word_region_attention(evaluated,
     maps = (config.loss.gloria_gamma[0] * cos).softmax(-1)
     attention = ((maps * text.word_mask[..., None]).sum(1) / text.word_mask.sum(1, keepdim=True)).mean(0)
     assert (peaks[0].x, peaks[0].y) == attention_peak(attention, encoded.grid, (IMAGE, IMAGE))
+
+
+def label_prompts_of(prompts: dict) -> list[LabelPrompts]:
+    """The evaluation's prompts as `prompts.json` keeps them."""
+    return [LabelPrompts(label, p["entity"], p["name"], p["positive"], p["negative"]) for label, p in prompts.items()]
 
 
 def without_decoder(model: AlignmentModel) -> AlignmentModel:

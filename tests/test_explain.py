@@ -28,7 +28,7 @@ from alignment.evaluate import run_config
 from alignment.explain import EntityResolver, UnknownEntityError, crop_box, grid_to_file
 from alignment.model import AlignmentModel
 from alignment.states import PRESENT
-from alignment.viewer import STAGE_LEFT, STAGE_TOP, stage_size
+from alignment.viewer import STAGE_LEFT, STAGE_TOP, stage_size, write_viewer
 from encoders.transforms import ImageTransform, resize_to
 from medkg.api import explain as api
 from medkg.cli import main
@@ -207,9 +207,41 @@ def test_grid_to_file_keeps_the_peak_in_its_region_and_zeroes_the_margins():
 
 def test_maps_and_overlays_per_image_and_entity(explained, images, trained):
     check_maps(explained.out, explained.manifest, images, trained, "stretch")
-    for image in explained.manifest["images"]:
+    for image, path in zip(explained.manifest["images"], images):
         assert [e["name"] for e in image["entities"]] == ["pleural effusion", "cardiomegaly"]
         assert {"pleural effusion", "cardiomegaly"} <= set(image["scores"])
+        _, attention = model_outputs(trained, path, "stretch")
+        peaks = {int(attention[e["index"]].argmax()) for e in image["entities"]}
+        assert image["shared_peak"] == (len(peaks) == 1)
+    shared = sum(bool(image["shared_peak"]) for image in explained.manifest["images"])
+    assert str(explained).count("all 2 maps peak at the same region") == shared  # the terminal says it per image
+
+
+def test_shared_peak_says_whether_the_entities_maps_peak_at_one_region():
+    from alignment.explain import EntityExplanation, shared_peak
+
+    def entity(*grid: float) -> EntityExplanation:
+        return EntityExplanation(0, "e", np.array([0.9, 0.1, 0.0]), np.array(grid, dtype=np.float32).reshape(2, 2))
+
+    assert shared_peak([entity(0.1, 0.7, 0.1, 0.1), entity(0.2, 0.5, 0.2, 0.1)]) is True
+    assert shared_peak([entity(0.1, 0.7, 0.1, 0.1), entity(0.6, 0.2, 0.1, 0.1)]) is False
+    assert shared_peak([entity(0.1, 0.7, 0.1, 0.1)]) is None
+
+
+def test_viewer_says_when_the_maps_share_their_peak(explained, chromium, tmp_path):
+    manifest = json.loads(json.dumps(explained.manifest))
+    manifest["images"][0]["shared_peak"], manifest["images"][1]["shared_peak"] = True, False
+    page = write_viewer(tmp_path, manifest)
+
+    def note(fragment: str) -> str:
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                              "--virtual-time-budget=3000", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+                              "--dump-dom", f"{page.as_uri()}#{fragment}"], check=True, capture_output=True,
+                             text=True, timeout=120).stdout
+        return dom.split('id="peak-note">')[1].split("</div>")[0]
+
+    assert "peaks at the same region" in note("image=0&entity=0")
+    assert note("image=1&entity=0") == ""
 
 
 def test_report_words_get_maps(explained, images):

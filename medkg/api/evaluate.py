@@ -11,6 +11,8 @@ from kg.errors import MissingInputError
 from kg.paths import default_data_dir
 from kg.problems import ProblemLog
 
+SHARED_PEAKS_WARNING = 0.5  # a share of finding pairs with one peak above which the summary says so
+
 
 def evaluate(checkpoint: Path, dataset: str, root: Path, out: Path, *, data_dir: Path | None = None,
              device: str | None = None, probe: bool = False, split: str | None = None, resamples: int = 1000,
@@ -44,6 +46,10 @@ def summary(metrics: dict[str, Any], out: Path) -> str:
     if loc:
         lines.append(f"pointing game: {loc['mean_pointing_game']:.3f} (random {loc['random_baseline']:.3f}, "
                      f"centre {loc['centre_baseline']:.3f}, prior {loc['prior_baseline']:.3f})")
+        shared = loc.get("shared_peaks")
+        if shared is not None:
+            lines.append(f"maps of two findings on one image peak at the same region: {shared:.0%} of pairs"
+                         + (" (the maps do not tell the findings apart)" if shared >= SHARED_PEAKS_WARNING else ""))
     ret = metrics.get("retrieval")
     if ret and ret.get("mode") == "decoupled":
         figures = ", ".join(f"{k} {v:.3f}" for k, v in ret["precision"].items())

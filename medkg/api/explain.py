@@ -33,6 +33,9 @@ class ExplainSummary:
                 lines.append(f"  {e['name'].ljust(width)}  P(present) {e['score']:.3f}  {e['prediction']:<9}  {e['overlay']}")
             if image["words"]:
                 lines.append(f"  {len(image['words'])} word maps in {image['id']}/words/")
+            if image["shared_peak"]:
+                lines.append(f"  note: all {len(image['entities'])} maps peak at the same region: they show where the "
+                             "model looks, not where each finding is")
         lines.append(f"{len(self.files)} files in {self.out}; open {self.index}")
         return "\n".join(lines)
 

@@ -24,10 +24,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "evaluate", help="zero-shot AUC, localisation, retrieval and a linear probe of a trained run",
-        description="Evaluate a training run on a dataset: zero-shot AUC per label with bootstrap 95%% intervals "
+        description="Evaluate a training run on a dataset: zero-shot AUC per label with bootstrap 95% intervals "
                     "(prompts from the knowledge graph; the entity decoder's score when the model has one), the "
                     "pointing game on NIH's boxes beside random, centre and prior baselines, image-report retrieval, "
-                    "and with --probe a linear probe on 1%%, 10%% and 100%% of the training labels. Writes "
+                    "and with --probe a linear probe on 1%, 10% and 100% of the training labels. Writes "
                     "metrics.json, zero_shot_scores.csv, attention_peaks.csv and prompts.json into --out.")
     p.add_argument("--checkpoint", type=Path, required=True, metavar="RUN", help="a training run directory (model/, config.yaml)")
     p.add_argument("--dataset", required=True, help="the layout of --root: nih-cxr14, chexpert, iu-xray, mimic-cxr or csv")
