@@ -1,6 +1,7 @@
 """`medkg evaluate` for every shipped config, side by side: zero-shot AUC with its bootstrap interval, the
-pointing game beside the image-blind points, retrieval precision and the linear probe, on the held-out NIH
-patients, with each figure's difference from the CLIP baseline of the same run.
+pointing game beside the image-blind points and how often two findings' maps share their peak, retrieval
+precision and the linear probe, on the held-out NIH patients, with each figure's difference from the CLIP
+baseline of the same run.
 
 Why: a user picks a config by these figures; they must come from one evaluation code path, the one users run,
 on runs trained the same way (bench/align_zero_shot.py trains them into --runs, seed by seed, same split).
@@ -37,7 +38,8 @@ def figures(metrics: dict) -> dict[str, float]:
     probe = metrics.get("probe") or {}
     row = {"auc": metrics["zero_shot"]["mean_auc"], "auc_low": low, "auc_high": high,
            "prompt_auc": (metrics.get("zero_shot_prompt") or metrics["zero_shot"])["mean_auc"],
-           "pointing": loc.get("mean_pointing_game", float("nan")), "p@1": precision.get("P@1", float("nan"))}
+           "pointing": loc.get("mean_pointing_game", float("nan")), "shared peaks": loc.get("shared_peaks", float("nan")),
+           "p@1": precision.get("P@1", float("nan"))}
     for fraction in ("1%", "10%", "100%"):
         row[f"probe {fraction}"] = probe.get(fraction, {}).get("mean_auc", float("nan"))
     for kind in ("random", "centre", "prior"):
@@ -73,7 +75,7 @@ def main() -> None:
     def mean(name: str, key: str) -> float:
         return statistics.fmean(r[key] for r in results[name])
 
-    columns = ["auc", "prompt_auc", "pointing", "p@1", "probe 1%", "probe 10%", "probe 100%"]
+    columns = ["auc", "prompt_auc", "pointing", "shared peaks", "p@1", "probe 1%", "probe 10%", "probe 100%"]
     base = "clip" if "clip" in results else None
     print("\n| config | seeds | zero-shot mean AUC (95% CI, first seed) | " + " | ".join(columns[1:]) + " |")
     print("|" + " --- |" * (len(columns) + 2))

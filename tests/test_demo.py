@@ -170,6 +170,10 @@ def test_the_report_page_renders_with_its_figures_drawn(demo, chromium, tmp_path
     for section in ("1. The knowledge graph", "2. Entities in the reports", "3. Knowledge embedding",
                     "4. Knowledge-guided alignment", "5. Evaluation on held-out patients", "Open the explain viewer"):
         assert section in text
+    shared = {model: json.loads((out / "eval" / model / "metrics.json").read_text())["localization"]["shared_peaks"]
+              for model in ("medkg", "clip")}
+    assert "Maps of two findings on one image that peak at the same region: " in text
+    assert f"medkg (knowledge-guided) {shared['medkg']:.0%}" in text and f"CLIP baseline {shared['clip']:.0%}" in text
     sources = re.findall(r"<img[^>]* src='([^']+)'", text)
     assert {"figures/graph.png", "figures/extraction.png", "figures/training.png", "figures/zero_shot.png",
             "figures/pointing.png"} <= set(sources) and len(sources) >= 7  # five plots and the overlays

@@ -303,6 +303,13 @@ def _evaluation_table(evals: dict[str, Any]) -> str:
                 f"{baselines['random_baseline']:.3f}, image centre {baselines['centre_baseline']:.3f}, best fixed point "
                 f"per finding from the training boxes {baselines['prior_baseline']:.3f}. Retrieval is the share of "
                 "retrieved reports that share the image's labels.</p>")
+        shared = {TITLES[model]: m["localization"].get("shared_peaks") for model, m in evals.items()
+                  if m and m.get("localization")}
+        if any(v is not None for v in shared.values()):
+            note += ("<p class=small>Maps of two findings on one image that peak at the same region: "
+                     + ", ".join(f"{name} {value:.0%}" for name, value in shared.items() if value is not None)
+                     + " of pairs (100% is one map for every finding: it shows where the model looks, not where "
+                     "each finding is).</p>")
     return _table(["model", "zero-shot mean AUC (95% CI)", "pointing game", "retrieval precision", "linear probe mean AUC"],
                   rows) + note
 
