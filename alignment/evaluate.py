@@ -298,18 +298,15 @@ def _localize(model: AlignmentModel, config: AlignConfig, encoded: Encoded, case
                 text = model.encode_text(p.positive)
                 words[p.label] = (text.words.float().cpu(), text.word_mask.cpu())
     gamma = config.loss.gloria_gamma[0]
-
-    def attention(row: int, label: str) -> Tensor:
-        if model.decoder is not None:
-            return encoded.maps[row][column[label]]
-        return localization.word_region_attention(*words[label], encoded.regions[row], gamma)
-
+    maps = {}  # row -> [L, N]: every label's map on each boxed image (the pointing game's, and shared_peaks')
+    for row in dict.fromkeys(row for row, _ in cases):
+        maps[row] = encoded.maps[row] if model.decoder is not None else torch.stack(
+            [localization.word_region_attention(*words[p.label], encoded.regions[row], gamma) for p in prompts])
     peaks = []
     for row, label in tqdm(cases, desc="attention peaks", unit=" finding", disable=not progress, mininterval=0.5):
-        x, y = localization.attention_peak(attention(row, label), encoded.grid, size(row))
+        x, y = localization.attention_peak(maps[row][column[label]], encoded.grid, size(row))
         peaks.append(localization.Peak(images[row].name, label, x, y))
-    boxed_rows = sorted({row for row, _ in cases})
-    shared = localization.shared_peaks(torch.stack([attention(row, label) for label in column]) for row in boxed_rows)
+    shared = localization.shared_peaks(maps.values())
     accuracy = localization.pointing_game(peaks, boxes)
     labels = set(column)
     train_boxes = [(box, size(row)) for row, image in enumerate(images) if sides[row] == "train"

@@ -21,7 +21,8 @@ whose ticks are values of attention / max.
 
 When every requested entity's map on an image peaks at the same region (`shared_peak`), the manifest, the terminal
 summary and the viewer say so: the maps then show where the model looks, not where each finding is. Measured with
-`medkg evaluate` (`shared_peaks`), the shipped configs trained on the shared data draw one map for all findings.
+`medkg evaluate` (`shared_peaks`), the kad and medkg decoders trained on the shared data draw nearly one map for all
+findings (0.93 and 0.97 of pairs peak together).
 """
 
 from __future__ import annotations

@@ -21,9 +21,10 @@ file and a map upsampled to the file's size lies on it.
   without training boxes uses the centre).
   Each baseline is averaged per finding, then over findings, like the model's accuracy.
 - `shared_peaks`: whether the maps tell findings apart at all. A decoder whose entity queries all attend alike
-  (measured: every shipped model trained on the shared data) draws one map per image whatever the finding; its
-  pointing game then only says where that one map lies. The share of finding pairs whose maps peak at the same
-  region, per image, averaged: 1 is one map for all findings.
+  draws one map per image whatever the finding (measured on the shared data: the entity decoders of kad and medkg,
+  0.93 and 0.97 of pairs; word–region maps 0.10-0.21); its pointing game then only says where that one map lies.
+  The share of pairs of findings whose maps have their highest region in common (the first of exact ties), per
+  image, averaged: 1 is one map for all findings. It compares grid regions, not the upsampled peaks above.
 Boxes are for evaluation only: nothing here trains on them but the prior baseline, and it reads the training split.
 """
 

@@ -33,7 +33,7 @@ CONFIGS = ["clip", "medclip", "gloria", "mgca", "kad", "medkg"]
 def figures(metrics: dict) -> dict[str, float]:
     details = metrics.get("details", {})
     low, high = (details.get("zero_shot") or {}).get("mean_auc_ci", [float("nan")] * 2)
-    loc = metrics.get("localization") or {}
+    loc = {k: float("nan") if v is None else v for k, v in (metrics.get("localization") or {}).items()}  # null: NaN
     precision = (metrics.get("retrieval") or {}).get("precision", {})
     probe = metrics.get("probe") or {}
     row = {"auc": metrics["zero_shot"]["mean_auc"], "auc_low": low, "auc_high": high,

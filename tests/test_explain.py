@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -25,7 +26,14 @@ from PIL import Image
 
 from alignment.config import load_config
 from alignment.evaluate import run_config
-from alignment.explain import EntityResolver, UnknownEntityError, crop_box, grid_to_file
+from alignment.explain import (
+    EntityExplanation,
+    EntityResolver,
+    UnknownEntityError,
+    crop_box,
+    grid_to_file,
+    shared_peak,
+)
 from alignment.model import AlignmentModel
 from alignment.states import PRESENT
 from alignment.viewer import STAGE_LEFT, STAGE_TOP, stage_size, write_viewer
@@ -215,11 +223,17 @@ def test_maps_and_overlays_per_image_and_entity(explained, images, trained):
         assert image["shared_peak"] == (len(peaks) == 1)
     shared = sum(bool(image["shared_peak"]) for image in explained.manifest["images"])
     assert str(explained).count("all 2 maps peak at the same region") == shared  # the terminal says it per image
+    manifest = json.loads(json.dumps(explained.manifest))
+    for image, flag in zip(manifest["images"], (True, False, None)):
+        image["shared_peak"] = flag
+    lines = str(replace(explained, manifest=manifest)).splitlines()
+    noted = [i for i, line in enumerate(lines) if "maps peak at the same region" in line]
+    first, second = (lines.index(next(line for line in lines if line.startswith(image["file"] + " ("))) for image in
+                     manifest["images"][:2])
+    assert len(noted) == 1 and first < noted[0] < second  # under the flagged image only
 
 
 def test_shared_peak_says_whether_the_entities_maps_peak_at_one_region():
-    from alignment.explain import EntityExplanation, shared_peak
-
     def entity(*grid: float) -> EntityExplanation:
         return EntityExplanation(0, "e", np.array([0.9, 0.1, 0.0]), np.array(grid, dtype=np.float32).reshape(2, 2))
 

@@ -11,7 +11,7 @@ from kg.errors import MissingInputError
 from kg.paths import default_data_dir
 from kg.problems import ProblemLog
 
-SHARED_PEAKS_WARNING = 0.5  # a share of finding pairs with one peak above which the summary says so
+SHARED_PEAKS_WARNING = 0.5  # from this share of finding pairs with one peak on, the summary says so
 
 
 def evaluate(checkpoint: Path, dataset: str, root: Path, out: Path, *, data_dir: Path | None = None,
