@@ -46,6 +46,7 @@ from kg.normalize import name_key
 from .config import AlignConfig
 from .data.images import read_image
 from .knowledge.vocabulary import EntityVocabulary
+from .localization import shared_peaks
 from .model import AlignmentModel, TextOutput
 from .states import NAMES, PRESENT
 
@@ -460,10 +461,11 @@ def peak_position(grid: np.ndarray, box: CropBox) -> tuple[float, float]:
 
 def shared_peak(entities: Sequence[EntityExplanation]) -> bool | None:
     """Whether every entity's map peaks at the same region (None for fewer than two): then the maps show where the
-    model looks, not where each finding is (`alignment.localization.shared_peaks` measures it over a dataset)."""
+    model looks, not where each finding is. One image's case of `localization.shared_peaks`, its regions compared
+    the same way, which measures it over a dataset."""
     if len(entities) < 2:
         return None
-    return len({int(np.argmax(e.grid)) for e in entities}) == 1
+    return shared_peaks([np.stack([e.grid for e in entities])]) == 1.0
 
 
 # Writing: maps, overlays and the manifest the viewer reads

@@ -133,9 +133,9 @@ def mean(values: dict[str, float]) -> float:
     return float(np.mean(list(values.values()))) if values else float("nan")
 
 
-def shared_peaks(maps: Iterable[Tensor]) -> float:
-    """The mean over images of the share of pairs of findings whose maps ([L, N] per image, one row per finding
-    over the N regions) peak at the same region; NaN without an image of two findings or more."""
+def shared_peaks(maps: Iterable[Tensor | np.ndarray]) -> float:
+    """The mean over images of the share of pairs of findings whose maps ([L, N] or [L, h, w] per image, one row per
+    finding over the regions) peak at the same region; NaN without an image of two findings or more."""
     shares = []
     for grid in maps:
         if len(grid) < 2:

@@ -305,16 +305,16 @@ def test_shared_peaks_is_recomputed_from_the_decoder_maps(evaluated, tiny):
     assert len(rows) > 1 and attention.shape[-1] > 1  # several images, several regions: not a trivial share
     assert shared == pytest.approx(shared_peaks(list(attention)), abs=1e-9)
     # the same wiring on maps whose peaks are known: label j peaks at region j mod N
-    positive, negative = class_vectors(model, label_prompts_of(prompts))
+    kept = label_prompts_of(prompts)
+    positive, negative = class_vectors(model, kept)
     boxes = read_nih_boxes(tiny.nih, ProblemLog())
     cases = [(row, label) for row in rows for label in dict.fromkeys(b.label for b in boxes[images[row].name])]
-    encoded = encode_images(model, pixels, ImageTransform(config.transform), rows, label_prompts_of(prompts),
-                            positive, negative, set(rows))
+    encoded = encode_images(model, pixels, ImageTransform(config.transform), rows, kept, positive, negative, set(rows))
     regions = attention.shape[-1]
     for row in rows:
         encoded.maps[row] = F.one_hot(torch.arange(len(columns)) % regions, regions).float()
     sides = [side_of(image.patient, (0.7, 0.1, 0.2), 0) for image in images]
-    summary, _, _ = _localize(model, config, encoded, cases, images, sides, boxes, label_prompts_of(prompts), False)
+    summary, _, _ = _localize(model, config, encoded, cases, images, sides, boxes, kept, False)
     counts = np.bincount(np.arange(len(columns)) % regions)
     assert summary["shared_peaks"] == pytest.approx((counts * (counts - 1)).sum() / (len(columns) * (len(columns) - 1)))
 
@@ -394,8 +394,8 @@ def test_a_model_without_a_decoder_localises_by_word_region_attention(evaluated,
 
 
 def label_prompts_of(prompts: dict) -> list[LabelPrompts]:
-    """The evaluation's prompts as `prompts.json` keeps them."""
-    return [LabelPrompts(label, p["entity"], p["name"], p["positive"], p["negative"]) for label, p in prompts.items()]
+    """The evaluation's prompts back from `prompts.json` (each kept as `LabelPrompts.as_dict`)."""
+    return [LabelPrompts(**p) for p in prompts.values()]
 
 
 def without_decoder(model: AlignmentModel) -> AlignmentModel:
