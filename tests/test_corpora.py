@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import tarfile
 import time
 from pathlib import Path
@@ -16,7 +17,15 @@ import pytest
 import torch
 from PIL import Image
 
-from alignment.data.corpora import NIH_FINDINGS, read_chexpert, read_corpus, read_csv, read_iu_xray, read_mimic_cxr, read_nih_boxes
+from alignment.data.corpora import (
+    NIH_FINDINGS,
+    read_chexpert,
+    read_corpus,
+    read_csv,
+    read_iu_xray,
+    read_mimic_cxr,
+    read_nih_boxes,
+)
 from alignment.data.images import ImageCache, ImageReadError, read_image
 from alignment.data.records import DatasetError, ImageRecord, ReportRecord
 from alignment.data.split import assert_disjoint, patient_split
@@ -186,6 +195,39 @@ def test_nih_missing_image_and_bad_labels_are_reported_with_their_line(tmp_path)
         ("Data_Entry_2017.csv", 3, "missing image"),
         ("Data_Entry_2017.csv", 4, "labels"),
     ]
+
+
+NIH_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+              "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]\n")
+
+
+@pytest.mark.parametrize("layout", ["nih", "kaggle"])
+def test_nih_full_release_layouts_are_read(tmp_path, layout):
+    """NIH's download extracts every tarball into one images/ beside Data_Entry_2017_v2020.csv; Kaggle's keeps
+    images_001/images/ ... images_012/images/ beside Data_Entry_2017.csv."""
+    if layout == "nih":
+        table = tmp_path / "Data_Entry_2017_v2020.csv"
+        folders = {"a.png": tmp_path / "images", "b.png": tmp_path / "images"}
+    else:
+        table = tmp_path / "Data_Entry_2017.csv"
+        folders = {"a.png": tmp_path / "images_001" / "images", "b.png": tmp_path / "images_012" / "images"}
+        (tmp_path / "images_003").mkdir()  # an archive not unpacked yet: no images/ inside, not an error
+    for name, folder in folders.items():
+        png(folder / name)
+    write(table, NIH_HEADER + "a.png,Effusion,0,1,50,F,PA,2500,2048,0.168,0.168\n"
+                              "b.png,No Finding,0,2,50,F,AP,2500,2048,0.168,0.168\n"
+                              "c.png,Mass,0,3,50,F,PA,2500,2048,0.168,0.168\n")
+    problems = ProblemLog()
+    corpus = read_corpus("nih-cxr14", tmp_path, problems)
+    assert [(image.name, image.path) for image in corpus.images] == [(n, f / n) for n, f in folders.items()]
+    assert corpus.images[0].labels["Effusion"] == PRESENT and corpus.images[1].labels["Effusion"] == ABSENT
+    assert [(Path(p.file).name, p.line, p.kind) for p in problems.problems] == [(table.name, 4, "missing image")]
+
+
+def test_nih_without_an_images_folder_names_the_folders_looked_for(tmp_path):
+    write(tmp_path / "Data_Entry_2017.csv", NIH_HEADER)
+    with pytest.raises(DatasetError, match=re.escape(str(tmp_path / "images")) + ".*images_001"):
+        read_corpus("nih-cxr14", tmp_path, ProblemLog())
 
 
 def test_patient_split_is_disjoint_deterministic_and_stable_under_additions(nih):

@@ -59,10 +59,15 @@ class Box(NamedTuple):
 
 
 def read_nih_cxr14(root: Path, problems: ProblemLog) -> Corpus:
-    """NIH ChestX-ray14: `Data_Entry_2017.csv` + `images/`. Its 14 labels are exhaustive (a finding not listed is
+    """NIH ChestX-ray14: the label table and the images, as either full release unpacks them: NIH's own
+    (`Data_Entry_2017_v2020.csv`, every `images_0NN.tar.gz` extracted into one `images/`), Kaggle's
+    (`Data_Entry_2017.csv`, `images_001/images/` to `images_012/images/`), or a subset such as the shared
+    boxed images (`Data_Entry_2017.csv` + `images/`). Its 14 labels are exhaustive (a finding not listed is
     ABSENT, "No Finding" = all 14 ABSENT); each image is its own study, without a report."""
     root = _required(root)
-    table, folder = _required(root / "Data_Entry_2017.csv"), _required(root / "images")
+    table = _first(root, ("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv"), "NIH ChestX-ray14 label table")
+    folders = _nih_image_folders(root)
+    files = {file.name: file for folder in folders for file in _entries(folder, None, directories=False)}
     images = _Images(problems)
     with _table(table, problems, ("Image Index", "Finding Labels", "Patient ID", "View Position")) as (_, rows):
         for line, row in rows:
@@ -76,8 +81,24 @@ def read_nih_cxr14(root: Path, problems: ProblemLog) -> Corpus:
                 problems.report(table, line, "labels", message)
             else:
                 labels = {finding: PRESENT if finding in findings else ABSENT for finding in NIH_FINDINGS}
-                images.add(table, line, ImageRecord(folder / name, name, patient, name, _view(row["View Position"]), labels))
+                path = files.get(name, folders[0] / name)  # a name in no folder is reported as missing
+                images.add(table, line, ImageRecord(path, name, patient, name, _view(row["View Position"]), labels))
     return _corpus("nih-cxr14", images.records, [], list(NIH_FINDINGS))
+
+
+def _nih_image_folders(root: Path) -> list[Path]:
+    """`images/` and Kaggle's `images_NNN/images/` under `root`, each listed once to find an image by its name
+    whatever part of the release holds it, or DatasetError naming the folders looked for."""
+    folders = [root / "images"] if (root / "images").is_dir() else []
+    folders += [
+        part / "images" for part in _entries(root, re.compile(r"images_\d+"), directories=True) if (part / "images").is_dir()
+    ]
+    if not folders:
+        raise DatasetError(
+            f"NIH ChestX-ray14 images not found: neither {root / 'images'} nor {root / 'images_001' / 'images'} "
+            f"(and the other images_NNN folders)"
+        )
+    return folders
 
 
 def read_nih_boxes(root: Path, problems: ProblemLog) -> dict[str, list[Box]]:
