@@ -96,6 +96,8 @@ class LossConfig:
     freeze_prototypes_epochs: int = 1     # MGCA freezes prototypes in the first epoch
     entity_image: float = 0.0             # KAD: entity states of images (from labels) through the decoder
     entity_text: float = 0.0              # KAD: entity states of reports (from extraction) through the decoder
+    entity_region: float = 0.0            # entity–region contrast of images (labels): trains the maps of a decoder
+                                          # with model.decoder.region_gamma > 0 (alignment.losses.entity_region)
     concept_word_weight: float = 1.0      # weight of words inside a concept mention in the word-level losses
 
     def __post_init__(self) -> None:
@@ -157,6 +159,11 @@ class AlignConfig:
         uses_decoder = self.loss.entity_image > 0 or self.loss.entity_text > 0
         if uses_decoder and self.model.decoder is None:
             raise ConfigError("loss.entity_image/entity_text need model.decoder (the entity decoder)")
+        region_maps = self.model.decoder is not None and self.model.decoder.region_gamma > 0
+        if (self.loss.entity_region > 0) != region_maps:
+            raise ConfigError("loss.entity_region and model.decoder.region_gamma go together: the loss trains the "
+                              "entities' own maps, which a decoder draws only with region_gamma > 0 (and "
+                              "without the loss they would be untrained)")
         if self.loss.prototype > 0 and self.loss.prototypes < 1:
             raise ConfigError("loss.prototype needs loss.prototypes >= 1")
         if self.data.pairing == "independent" and self.loss.targets == "hard" and self.loss.clip > 0:

@@ -320,8 +320,12 @@ def _localize(model: AlignmentModel, config: AlignConfig, encoded: Encoded, case
     counts: dict[str, int] = {}
     for _, label in cases:
         counts[label] = counts.get(label, 0) + 1
-    method = ("entity decoder cross-attention (last layer, mean over heads)" if model.decoder is not None
-              else f"word-region attention of the positive prompts' words (softmax over regions of {gamma:g}·cosine)")
+    if model.decoder is None:
+        method = f"word-region attention of the positive prompts' words (softmax over regions of {gamma:g}·cosine)"
+    elif model.decoder.config.region_gamma > 0:
+        method = f"each entity's own attention (softmax over regions of {model.decoder.config.region_gamma:g}·cosine with its query)"
+    else:
+        method = "entity decoder cross-attention (last layer, mean over heads)"
     details = {"method": method, "cases": len(cases), "cases_per_label": dict(sorted(counts.items())), **rates,
                "prior_points": {k: list(v) for k, v in sorted(priors.items())}, "prior_training_boxes": len(train_boxes),
                "grid": list(encoded.grid)}

@@ -114,8 +114,9 @@ class AlignmentModel(nn.Module):
                           features.word_mask, features.word_spans, features.word_text)
 
     def entities(self, memory: Tensor, padding: Tensor | None = None, summary: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Entity logits [B, K, 3] (absent / present / uncertain) and the last layer's cross-attention
-        [B, K, N] of the entity queries over `memory` (image regions or report words; `padding` marks the
+        """Entity logits [B, K, 3] (absent / present / uncertain) and the entities' maps [B, K, N] over `memory`
+        (the last layer's cross-attention, or each entity's own attention when the decoder has `region_gamma`
+        > 0; `EntityOutput`), memory being image regions or report words (`padding` marks the
         positions to ignore; `summary`, the item's unnormalised global vector `pooled`, which a from-scratch
         encoder's regions alone pass to the decoder too faintly: measured, the decoder without it learns the
         label priors only, while a linear probe of the global vector ranks the findings)."""

@@ -3,6 +3,7 @@ module, so that DDP sees one forward (and every parameter it uses) per step.
 
 total = clip·L_global + gloria_local·L_GLoRIA-local + gloria_global·L_GLoRIA-global + mgca_cta·L_CTA
         + prototype·(L_swap + prototype_anchor·L_anchor) + entity_image·L_entity(image) + entity_text·L_entity(report)
+        + entity_region·L_entity-region(image)
 
 L_global is CLIP's InfoNCE with hard targets, MedCLIP's label soft targets, or medkg's knowledge soft
 targets (`loss.targets`); each term's formula is in its module under `alignment.losses`.
@@ -21,7 +22,8 @@ from extract.model import Mention
 
 from .config import LossConfig
 from .knowledge import word_concepts
-from .losses import ClipLoss, EntityLoss, GloriaLoss, KnowledgeClipLoss, KnowledgePrototypes, MedClipLoss, TokenAlignmentLoss
+from .losses import (ClipLoss, EntityLoss, EntityRegionContrast, GloriaLoss, KnowledgeClipLoss, KnowledgePrototypes, MedClipLoss,
+                     TokenAlignmentLoss)
 from .model import AlignmentModel, ImageOutput, TextOutput
 from .targets import knowledge_word_weights
 
@@ -66,6 +68,7 @@ class Objective(nn.Module):
             prototype_anchors[: c.prototypes] if c.anchor_prototypes and prototype_anchors is not None else None, c.prototype_anchor,
             c.sinkhorn_epsilon, c.sinkhorn_iterations, c.prototype_temperature) if c.prototype else None
         self.entity = EntityLoss() if c.entity_image or c.entity_text else None
+        self.entity_region = EntityRegionContrast() if c.entity_region else None
 
     @property
     def uses_words(self) -> bool:
@@ -115,6 +118,9 @@ class Objective(nn.Module):
                 ("entity_text", text.words, ~text.word_mask, text.pooled, inputs.text_states, c.entity_text)) if weight]
             for side, logits in zip(sides, _decode_together(model, sides)):
                 terms[side[0]] = self.entity(logits, side[4])
+        if self.entity_region is not None:
+            scores = model.decoder.region_attention(model.entity_queries, regions)[1]
+            terms["entity_region"] = self.entity_region(scores, inputs.image_states)
         terms["loss"] = self.total(terms)
         return terms
 
@@ -122,7 +128,7 @@ class Objective(nn.Module):
         c = self.config
         weight = {"clip": c.clip, "gloria_local": c.gloria_local, "gloria_global": c.gloria_global, "mgca_cta": c.mgca_cta,
                   "prototype": c.prototype, "prototype_anchor": c.prototype * c.prototype_anchor,
-                  "entity_image": c.entity_image, "entity_text": c.entity_text}
+                  "entity_image": c.entity_image, "entity_text": c.entity_text, "entity_region": c.entity_region}
         return sum(weight[name] * value for name, value in terms.items())
 
 

@@ -9,15 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from alignment.distributed import gather_features, world
-from alignment.losses import ClipLoss, EntityLoss, KnowledgePrototypes, MedClipLoss, sinkhorn
+from alignment.losses import ClipLoss, EntityLoss, EntityRegionContrast, KnowledgePrototypes, MedClipLoss, sinkhorn
 from alignment.states import UNKNOWN
 from tests.processes import join_gloo, run_processes
 
 WORLD, BATCH, TIMEOUT_S = 2, 8, 60
 # Loss kinds whose value is the same on every process (the whole global-batch loss), the others report
 # their own rows and average to the global value.
-GLOBAL_VALUE = {"clip", "clip_open_clip", "medclip"}
-KINDS = ("clip", "clip_local", "clip_open_clip", "medclip", "medclip_local", "cpa", "entity")
+GLOBAL_VALUE = {"clip", "clip_open_clip", "medclip", "entity_region"}
+KINDS = ("clip", "clip_local", "clip_open_clip", "medclip", "medclip_local", "cpa", "entity", "entity_region")
 
 
 def batch() -> dict[str, torch.Tensor]:
@@ -39,6 +39,7 @@ class Heads(nn.Module):
         super().__init__()
         torch.manual_seed(1)
         self.image, self.text, self.entity = nn.Linear(6, 4), nn.Linear(6, 4), nn.Linear(6, 12)
+        self.region = nn.Linear(6, 4)
         self.logit_scale = nn.Parameter(torch.tensor(2.0))
         self.prototypes = KnowledgePrototypes(5, 4)
 
@@ -56,6 +57,8 @@ def run(kind: str, rows: slice) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = MedClipLoss(temperature=0.5, local_loss=kind == "medclip_local")(image, text, heads.logit_scale, *states)
     elif kind == "cpa":
         loss = heads.prototypes(image, text)["loss"]
+    elif kind == "entity_region":  # an entity's positives on one process, its negatives on the other
+        loss = EntityRegionContrast()(torch.tanh(heads.region(data["image"][rows])), data["entity_states"][rows])
     else:
         logits = heads.entity(data["image"][rows]).reshape(-1, 4, 3)
         loss = EntityLoss(torch.tensor([1.0, 2.0, 0.5]))(logits, data["entity_states"][rows])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from alignment.losses import (
     EntityDecoder,
     EntityDecoderConfig,
     EntityLoss,
+    EntityRegionContrast,
     GloriaLoss,
     KnowledgeClipLoss,
     KnowledgePrototypes,
@@ -320,6 +322,53 @@ def test_entity_loss_ignores_unknown():
     weighted = EntityLoss(weights)(logits, states)
     assert weighted.item() == pytest.approx(F.cross_entropy(logits[known], states[known], weight=weights).item(), abs=1e-6)
     assert EntityLoss()(logits, torch.full((2, 3), N)).item() == 0.0
+
+
+def test_entity_region_contrast_equals_its_formula():
+    scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.8, -0.3], [0.4, -0.6, 0.7], [-0.1, 0.3, 0.2]], requires_grad=True)
+    states = torch.tensor([[P, A, P], [A, P, P], [P, U, P], [N, A, P]])  # entity 2 has no negative: not contrasted
+    loss = EntityRegionContrast(scale=10.0)(scores, states)
+    terms = []
+    for k in range(2):
+        negatives = [10 * scores[n, k] for n in range(4) if states[n, k] == A]
+        for i in range(4):
+            if states[i, k] == P:
+                terms.append(F.softplus(torch.logsumexp(torch.stack(negatives), 0) - 10 * scores[i, k]))
+    assert len(terms) == 3
+    assert loss.item() == pytest.approx(torch.stack(terms).mean().item(), abs=1e-6)
+    loss.backward()
+    assert torch.all(scores.grad[:, 2] == 0) and scores.grad[2, 1] == 0 and scores.grad[3, 0] == 0  # U, N: neither side
+    assert scores.grad[0, 0] < 0 and scores.grad[1, 0] > 0  # raise the positive, lower the negative
+    nothing = EntityRegionContrast()(scores, torch.tensor([[P, P, P]] * 4))
+    assert nothing.item() == 0.0 and nothing.requires_grad
+
+
+def test_region_attention_is_each_entitys_own_map():
+    torch.manual_seed(0)
+    config = EntityDecoderConfig(dim=16, layers=2, heads=2, ffn=32, region_gamma=4.0)
+    decoder = EntityDecoder(config, query_dim=12, memory_dim=8).eval()
+    queries, memory = torch.randn(5, 12), torch.randn(3, 7, 8)
+    padding = torch.zeros(3, 7, dtype=torch.bool)
+    padding[1, 4:] = True
+    attention, scores = decoder.region_attention(queries, memory, padding)
+    q = F.normalize(decoder.query_mlp(queries), dim=-1)
+    m = decoder.memory_norm(decoder.memory_proj(memory))
+    cosine = torch.einsum("kd,bnd->bkn", q, F.normalize(m, dim=-1))
+    expected = (4.0 * cosine).masked_fill(padding[:, None], float("-inf")).softmax(-1)
+    assert torch.allclose(attention, expected, atol=1e-6) and torch.all(attention[1, :, 4:] == 0)
+    context = F.normalize(torch.bmm(expected, m), dim=-1)
+    assert torch.allclose(scores, (context * q).sum(-1), atol=1e-6)
+    assert torch.allclose(decoder(queries, memory, padding).attention, attention, atol=1e-6)  # the maps the model shows
+    other = queries.clone()
+    other[0] = torch.randn(12)  # one entity's query changed: its map changes, no other entity's does
+    changed = decoder.region_attention(other, memory, padding)[0]
+    assert not torch.allclose(changed[:, 0], attention[:, 0], atol=1e-3)
+    assert torch.allclose(changed[:, 1:], attention[:, 1:], atol=1e-6)
+    cross = EntityDecoder(replace(config, region_gamma=0.0), query_dim=12, memory_dim=8).eval()
+    cross.load_state_dict(decoder.state_dict())
+    assert not torch.allclose(cross(queries, memory, padding).attention, attention, atol=1e-3)
+    with pytest.raises(ValueError, match="region_gamma"):
+        cross.region_attention(queries, memory)
 
 
 def test_one_decoder_pass_over_both_sides_equals_one_pass_each():

@@ -52,7 +52,7 @@ LOSS_TERMS = {
     "gloria": {"gloria_local", "gloria_global"},
     "mgca": {"clip", "mgca_cta", "prototype", "prototype_anchor"},  # the anchor term logged, 0 (no anchors)
     "kad": {"clip", "entity_image", "entity_text"},
-    "medkg": {"clip", "entity_image", "entity_text", "prototype", "prototype_anchor"},
+    "medkg": {"clip", "entity_image", "entity_text", "entity_region", "prototype", "prototype_anchor"},
 }
 REPORTS = [
     "Small left pleural effusion.",
@@ -397,10 +397,14 @@ def test_config_errors_name_the_key(tiny, open_kg_dir, data_dir, tmp_path, capsy
         load_config(align.config_path("clip"), ["loss.clpi=0.5"])
     with pytest.raises(ValueError, match=r"train\.epochs: expected int, got 'abc'"):
         load_config(align.config_path("clip"), ["train.epochs=abc"])
+    for overrides in (["loss.entity_region=3"], ["model.decoder.region_gamma=0"]):  # kad: no region maps; medkg: no γ
+        with pytest.raises(ValueError, match="go together"):
+            load_config(align.config_path("kad" if overrides[0].startswith("loss") else "medkg"), overrides)
     for item, message in (("loss.clpi=0.5", "unknown key 'loss.clpi'; did you mean 'loss.clip'?"),
                           ("train.epochs=abc", "train.epochs: expected int, got 'abc'"),
                           ("loss.gloria_gamma=[1,2]", "loss.gloria_gamma: three values"),
                           ("train=3", "train: expected a mapping"),
+                          ("loss.entity_region=3", "loss.entity_region and model.decoder.region_gamma go together"),
                           ("trainepochs", "--set expects key=value")):
         assert main(cli_args("clip", tmp_path / "bad", data_dir, [item])) == 2, item
         err = capsys.readouterr().err

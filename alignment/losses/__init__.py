@@ -6,6 +6,7 @@ same objective; every loss computes in float32 under autocast and follows its in
 """
 
 from .clip import ClipLoss, soft_cross_entropy
+from .entity_region import EntityRegionContrast
 from .gloria import GloriaLoss
 from .kad import EntityDecoder, EntityDecoderConfig, EntityLoss, EntityOutput
 from .medclip import KnowledgeClipLoss, MedClipLoss, semantic_targets
@@ -14,7 +15,7 @@ from .prototypes import KnowledgePrototypes, anchor_penalty, prototype_alignment
 from .sinkhorn import sinkhorn, swapped_prediction
 
 __all__ = [
-    "ClipLoss", "EntityDecoder", "EntityDecoderConfig", "EntityLoss", "EntityOutput", "GloriaLoss",
+    "ClipLoss", "EntityDecoder", "EntityDecoderConfig", "EntityLoss", "EntityOutput", "EntityRegionContrast", "GloriaLoss",
     "KnowledgeClipLoss", "KnowledgePrototypes", "MedClipLoss", "TokenAlignmentLoss",
     "anchor_penalty", "prototype_alignment", "semantic_targets", "sinkhorn", "soft_cross_entropy", "swapped_prediction",
 ]

@@ -6,7 +6,9 @@ them against ResNet patches with 4 pre-norm layers (4 heads, FFN 1024, no positi
 2 classes (uncertain folded into absent); its loss is CE_img + CE_txt (report entities through the same
 decoder) + a CLIP term. Here there are 3 classes (`alignment.states`), the memory is projected to the
 decoder's width if needed and layer-normalised once (regions and words differ in scale, and the one
-decoder serves both), and the last layer's cross-attention averaged over heads is returned for maps.
+decoder serves both), and the last layer's cross-attention averaged over heads is returned for maps, or,
+with `region_gamma` > 0, each entity's own attention over the memory (`EntityDecoder.region_attention`,
+trained by `alignment.losses.entity_region`).
 """
 
 from __future__ import annotations
@@ -32,11 +34,14 @@ class EntityDecoderConfig:
     ffn: int = 1024
     dropout: float = 0.1
     num_classes: int = NUM_CLASSES
+    region_gamma: float = 0.0  # > 0: the maps are each entity's own attention at this γ (`region_attention`), not
+                               # the last layer's cross-attention; train it with loss.entity_region (GLoRIA's γ1: 4)
 
 
 class EntityOutput(NamedTuple):
     logits: Tensor      # [B, K, num_classes]
-    attention: Tensor   # [B, K, N]: last layer's cross-attention, averaged over heads
+    attention: Tensor   # [B, K, N]: the entities' maps: last layer's cross-attention averaged over heads, or
+                        # with region_gamma > 0 `region_attention`
 
 
 class EntityDecoder(nn.Module):
@@ -67,9 +72,8 @@ class EntityDecoder(nn.Module):
 
     def forward(self, queries: Tensor, memory: Tensor, padding: Tensor | None = None,
                 summary: Tensor | None = None) -> EntityOutput:
-        x = self.query_mlp(queries)
-        if x.ndim == 2:
-            x = x.unsqueeze(0).expand(memory.shape[0], -1, -1)
+        query = self.query_mlp(queries)
+        x = query.unsqueeze(0).expand(memory.shape[0], -1, -1) if query.ndim == 2 else query
         weights = self.classifier(x).unflatten(-1, (self.config.num_classes, -1))  # [B, K, C, dim]
         memory = self.memory_norm(self.memory_proj(memory))
         attention = None
@@ -82,7 +86,29 @@ class EntityDecoder(nn.Module):
         if summary is not None:  # the item's global vector [B, memory_dim]: a linear path every entity reads
             evidence = evidence + self.summary_proj(summary)[:, None, :]
         logits = torch.einsum("bkd,bkcd->bkc", evidence, weights) / weights.shape[-1] ** 0.5 + self.bias
+        if self.config.region_gamma > 0:
+            attention = self._region_attention(query, memory, padding)[0]
         return EntityOutput(logits, attention)
+
+    def region_attention(self, queries: Tensor, memory: Tensor, padding: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Each entity's own attention over the memory and how well what it attends matches it: (a [B, K, N]
+        rows summing to 1 over the positions not ignored, s [B, K] in [-1, 1]), where
+        a_kr = softmax_r(γ·cos(q_k, m_r)) and s_k = cos(Σ_r a_kr m_r, q_k), q the query MLP's output,
+        m the projected, normalised memory and γ = `region_gamma` (GLoRIA's word–region attention with the
+        entity in the word's place). Unlike the cross-attention, no entity's map depends on another's."""
+        if self.config.region_gamma <= 0:
+            raise ValueError("region_attention needs EntityDecoderConfig.region_gamma > 0")
+        return self._region_attention(self.query_mlp(queries), self.memory_norm(self.memory_proj(memory)), padding)
+
+    def _region_attention(self, queries: Tensor, memory: Tensor, padding: Tensor | None) -> tuple[Tensor, Tensor]:
+        q = F.normalize(queries, dim=-1)
+        if q.ndim == 2:
+            q = q.unsqueeze(0).expand(memory.shape[0], -1, -1)
+        logits = self.config.region_gamma * torch.einsum("bkd,bnd->bkn", q, F.normalize(memory, dim=-1))
+        if padding is not None:
+            logits = logits.masked_fill(padding[:, None, :], float("-inf"))
+        attention = logits.softmax(-1)
+        return attention, (F.normalize(torch.bmm(attention, memory), dim=-1) * q).sum(-1)
 
 
 class _DecoderLayer(nn.Module):
