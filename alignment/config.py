@@ -174,9 +174,15 @@ class AlignConfig:
         return to_dict(self)
 
 
+VERSION_KEY = "medkg_version"  # the medkg version stamped on a run's config.yaml: a record, not a setting
+
+
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> AlignConfig:
-    """The config in `path` (YAML; None: the defaults) with `key.sub=value` overrides applied."""
+    """The config in `path` (YAML; None: the defaults) with `key.sub=value` overrides applied. A run's own
+    config.yaml is one too (its version stamp is dropped), so a run is repeated with another seed by
+    `medkg train --config RUN/config.yaml --set train.seed=1`."""
     values = load_yaml(path) if path is not None else {}
+    values.pop(VERSION_KEY, None)
     values = apply_overrides(values, overrides or [])
     where = f"{path}: " if path is not None else ""
     try:

@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
@@ -46,7 +45,7 @@ from kg.errors import InputError, MissingInputError
 from kg.problems import ProblemLog
 
 from . import localization, probe, retrieval, zeroshot
-from .config import AlignConfig
+from .config import AlignConfig, load_config
 from .data.corpora import READERS, Box, read_corpus, read_nih_boxes
 from .data.images import ImageCache
 from .data.records import DatasetError, ImageRecord
@@ -55,7 +54,6 @@ from .dataset import SPLITS, TrainingData, prepare_data
 from .knowledge import ensure_assets
 from .model import AlignmentModel
 from .prompts import LabelPrompts, class_vectors, entity_rows, label_prompts
-from .settings import from_dict
 from .states import ABSENT, PRESENT, UNKNOWN
 from .train import CONFIG_FILE, MODEL_DIR
 
@@ -71,9 +69,7 @@ def run_config(run: Path) -> AlignConfig:
     path = Path(run) / CONFIG_FILE
     if not path.exists():
         raise MissingInputError(f"{run} is not a training run (no {CONFIG_FILE})")
-    values = yaml.safe_load(path.read_text())
-    values.pop("medkg_version", None)
-    return from_dict(AlignConfig, values)
+    return load_config(path)
 
 
 def zero_shot(run: Path, data_dir: Path, cache_dir: Path, split: str = "test", device: str = "cpu",

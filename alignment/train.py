@@ -36,7 +36,7 @@ from kg.problems import ProblemLog
 
 from . import runtime, zeroshot
 from .batches import batches_per_epoch, epoch_batches
-from .config import AlignConfig
+from .config import VERSION_KEY, AlignConfig
 from .dataset import TrainingData, prepare_data
 from .grad_cache import grad_cache_step
 from .metrics import MetricsLog, read_metrics
@@ -109,7 +109,7 @@ def _train(config: AlignConfig, out: Path, data_dir: Path, cache_dir: Path, prog
     schedule = _schedule(optimizer, t.warmup, steps_per_epoch, t.epochs, 0)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.device.type == "cuda" and t.precision == "fp16")
 
-    saved_config = {"medkg_version": version, **config.as_dict()}
+    saved_config = {VERSION_KEY: version, **config.as_dict()}
     position = _resume(out, config, data.digest, rt, objective, optimizer, schedule, scaler)
     if rt.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -284,7 +284,7 @@ def _resume(out: Path, config: AlignConfig, digest: str, rt: runtime.Runtime, ob
     except Exception as error:  # a truncated or foreign file: say so, never a stack trace
         raise DamagedFileError(f"{out / CHECKPOINT} is damaged ({type(error).__name__}); delete it to start over, "
                                "or use a new run directory") from None
-    saved = {k: v for k, v in state["config"].items() if k != "medkg_version"}
+    saved = {k: v for k, v in state["config"].items() if k != VERSION_KEY}
     check_same_run(out, _flat(saved), _flat(config.as_dict()), RESUMABLE, state["digest"], digest)
     objective.load_state_dict(state["objective"])
     optimizer.load_state_dict(state["optimizer"])

@@ -275,6 +275,7 @@ def test_shipped_config_trains_its_loss_falls_and_the_model_loads(name, tiny, op
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved.pop("medkg_version") == version("medkg")
     assert saved == load_config(align.config_path(name), overrides).as_dict()
+    assert load_config(run / "config.yaml").as_dict() == saved  # a run's config repeats it (`--config RUN/config.yaml`)
 
     # model/: the trained weights (the checkpoint's, written at the last epoch's end), a fixed embedding
     model = AlignmentModel.from_pretrained(run / "model").eval()
