@@ -181,6 +181,17 @@ def test_the_files_are_written_and_shaped(evaluated, tiny):
     assert sorted(scored) == sorted(expected) and len(scored) == TEST
 
 
+def test_the_train_split_scores_the_training_patients_for_diagnostics(evaluated, tiny, data_dir, tmp_path):
+    out = tmp_path / "train"
+    assert evaluate_cli(evaluated.run, out, data_dir, evaluated.home, "--split", "train", "--bootstrap", "50", root=tiny.nih) == 0
+    m = json.loads((out / METRICS_FILE).read_text())
+    assert m["details"]["split"] == "train" and m["localization"]["mean_pointing_game"] is not None
+    config = run_config(evaluated.run)
+    fractions, seed = tuple(config.data.split), config.data.split_seed
+    expected = [name for name, patient in tiny.patients.items() if side_of(patient, fractions, seed) == "train"]
+    assert sorted(row["image"] for row in read_rows(out / SCORES_FILE)) == sorted(expected) and len(expected) == TRAIN
+
+
 def test_mean_auc_is_recomputed_from_the_scores_and_the_dataset_labels(evaluated, tiny):
     rows = read_rows(evaluated.out / SCORES_FILE)
     zero_shot = evaluated.metrics["zero_shot"]
@@ -441,7 +452,17 @@ def test_bad_input_gives_a_clean_error(evaluated, tiny, data_dir, tmp_path, caps
     assert evaluate_cli(evaluated.run, tmp_path / "o5", data_dir, home, dataset="csv", root=manifest) == 2
     err = capsys.readouterr().err
     assert "no entity for any label of csv (Xyzzy)" in err and "Traceback" not in err
-    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 6))
+
+    damaged = tmp_path / "damaged"  # config.yaml empty, cut short, or bytes that are not UTF-8
+    shutil.copytree(evaluated.run, damaged)
+    whole = (evaluated.run / "config.yaml").read_text()
+    for text, message in (("", "not a whole run config"), (whole[: whole.index("\nloss:")], "loss, train missing"),
+                          (b"\xff\xfe data: 1", "cannot be read as a YAML config")):
+        (damaged / "config.yaml").write_bytes(text if isinstance(text, bytes) else text.encode())
+        assert evaluate_cli(damaged, tmp_path / "o6", data_dir, home, root=tiny.nih) == 2, message
+        err = capsys.readouterr().err
+        assert err.startswith("medkg: error:") and message in err and "Traceback" not in err, (message, err)
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 7))
 
 
 def test_retrieval_metrics_by_hand():

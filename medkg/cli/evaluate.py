@@ -35,8 +35,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="OUTDIR", help="where the metrics and tables go")
     p.add_argument("--device", default="", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--probe", action="store_true", help="also train linear probes on frozen image features")
-    p.add_argument("--split", choices=("test", "valid", "all"),
-                   help="patients to evaluate: default test on the run's own corpus, all on another dataset")
+    p.add_argument("--split", choices=("test", "valid", "train", "all"),
+                   help="patients to evaluate: default test on the run's own corpus, all on another dataset; train is "
+                        "for diagnostics (the model trained on those images, though no loss saw their boxes)")
     p.add_argument("--data-dir", type=Path, help="where the run config's paths point (default: $MEDKG_DATA_DIR, else shared/data beside the project)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples of the AUC intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the probe's subsets (default 0)")
