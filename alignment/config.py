@@ -159,11 +159,18 @@ class AlignConfig:
         uses_decoder = self.loss.entity_image > 0 or self.loss.entity_text > 0
         if uses_decoder and self.model.decoder is None:
             raise ConfigError("loss.entity_image/entity_text need model.decoder (the entity decoder)")
-        region_maps = self.model.decoder is not None and self.model.decoder.region_gamma > 0
-        if (self.loss.entity_region > 0) != region_maps:
+        decoder = self.model.decoder
+        if decoder is not None and not (math.isfinite(decoder.region_gamma) and decoder.region_gamma >= 0):
+            raise ConfigError(f"model.decoder.region_gamma: a finite number >= 0 (0: cross-attention maps), got {decoder.region_gamma}")
+        if self.loss.entity_region > 0 and decoder is None:
+            raise ConfigError("loss.entity_region needs model.decoder (the entity decoder) with region_gamma > 0")
+        if (self.loss.entity_region > 0) != (decoder is not None and decoder.region_gamma > 0):
             raise ConfigError("loss.entity_region and model.decoder.region_gamma go together: the loss trains the "
                               "entities' own maps, which a decoder draws only with region_gamma > 0 (and "
                               "without the loss they would be untrained)")
+        if self.loss.entity_region > 0 and not uses_decoder:
+            raise ConfigError("loss.entity_region trains the entities' maps only: it needs loss.entity_image or "
+                              "loss.entity_text too, or the decoder's present / absent scores stay untrained")
         if self.loss.prototype > 0 and self.loss.prototypes < 1:
             raise ConfigError("loss.prototype needs loss.prototypes >= 1")
         if self.data.pairing == "independent" and self.loss.targets == "hard" and self.loss.clip > 0:

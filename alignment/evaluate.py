@@ -29,7 +29,7 @@ import csv
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from encoders.transforms import ImageTransform
 from kg.atomic import atomic_open
-from kg.errors import InputError, MissingInputError
+from kg.errors import DamagedFileError, InputError, MissingInputError
 from kg.problems import ProblemLog
 
 from . import localization, probe, retrieval, zeroshot
@@ -54,6 +54,7 @@ from .dataset import SPLITS, TrainingData, prepare_data
 from .knowledge import ensure_assets
 from .model import AlignmentModel
 from .prompts import LabelPrompts, class_vectors, entity_rows, label_prompts
+from .settings import load_yaml
 from .states import ABSENT, PRESENT, UNKNOWN
 from .train import CONFIG_FILE, MODEL_DIR
 
@@ -66,9 +67,14 @@ EVAL_SPLITS = (*SPLITS, "all")
 
 
 def run_config(run: Path) -> AlignConfig:
+    """The config a run trained with; a config.yaml without all of its sections (empty, cut short, or some other
+    file) is damaged, not read as the defaults."""
     path = Path(run) / CONFIG_FILE
     if not path.exists():
         raise MissingInputError(f"{run} is not a training run (no {CONFIG_FILE})")
+    missing = [f.name for f in fields(AlignConfig) if f.name not in load_yaml(path)]
+    if missing:
+        raise DamagedFileError(f"{path} is not a whole run config ({', '.join(missing)} missing); train the run again")
     return load_config(path)
 
 

@@ -208,7 +208,7 @@ class EntityExplanation:
     index: int                  # the entity's position among the model's entities
     name: str
     probabilities: np.ndarray   # [3]: absent, present, uncertain (alignment.states)
-    grid: np.ndarray            # [h, w] decoder cross-attention over the regions (sums to 1)
+    grid: np.ndarray            # [h, w] the entity's map over the regions (AlignmentModel.entities; sums to 1)
 
     @property
     def score(self) -> float:

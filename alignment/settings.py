@@ -63,6 +63,8 @@ def load_yaml(path: Path) -> dict[str, Any]:
         raise MissingInputError(f"config file not found: {path}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:  # a folder, no permission, bytes that are not UTF-8
+        raise ConfigError(f"{path}: cannot be read as a YAML config ({type(error).__name__}: {error})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return values

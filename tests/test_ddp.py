@@ -10,7 +10,7 @@ from torch import nn
 
 from alignment.distributed import gather_features, world
 from alignment.losses import ClipLoss, EntityLoss, EntityRegionContrast, KnowledgePrototypes, MedClipLoss, sinkhorn
-from alignment.states import UNKNOWN
+from alignment.states import ABSENT, PRESENT, UNCERTAIN, UNKNOWN
 from tests.processes import join_gloo, run_processes
 
 WORLD, BATCH, TIMEOUT_S = 2, 8, 60
@@ -18,6 +18,11 @@ WORLD, BATCH, TIMEOUT_S = 2, 8, 60
 # their own rows and average to the global value.
 GLOBAL_VALUE = {"clip", "clip_open_clip", "medclip", "entity_region"}
 KINDS = ("clip", "clip_local", "clip_open_clip", "medclip", "medclip_local", "cpa", "entity", "entity_region")
+P, A, U, N = PRESENT, ABSENT, UNCERTAIN, UNKNOWN
+# Image states of 4 entities for the entity-region contrast: rows 0-3 on one process, 4-7 on the other; each entity
+# has several positives against several negatives, and entity 2's negatives all sit on the first process.
+REGION_STATES = torch.tensor([[P, A, A, N], [A, P, N, A], [P, P, A, N], [N, A, P, A],
+                              [A, N, P, P], [P, A, U, N], [A, P, N, A], [U, A, P, P]])
 
 
 def batch() -> dict[str, torch.Tensor]:
@@ -31,7 +36,7 @@ def batch() -> dict[str, torch.Tensor]:
     entity_states[: BATCH // 2, 1:] = UNKNOWN  # the first process holds far fewer known cells
     return {"image": torch.randn(BATCH, 6, generator=g), "text": torch.randn(BATCH, 6, generator=g),
             "image_states": states(), "text_states": states(), "entity_states": entity_states,
-            "scores": torch.randn(BATCH, 5, generator=g)}
+            "scores": torch.randn(BATCH, 5, generator=g), "region_states": REGION_STATES}
 
 
 class Heads(nn.Module):
@@ -57,8 +62,8 @@ def run(kind: str, rows: slice) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = MedClipLoss(temperature=0.5, local_loss=kind == "medclip_local")(image, text, heads.logit_scale, *states)
     elif kind == "cpa":
         loss = heads.prototypes(image, text)["loss"]
-    elif kind == "entity_region":  # an entity's positives on one process, its negatives on the other
-        loss = EntityRegionContrast()(torch.tanh(heads.region(data["image"][rows])), data["entity_states"][rows])
+    elif kind == "entity_region":
+        loss = EntityRegionContrast()(torch.tanh(heads.region(data["image"][rows])), data["region_states"][rows])
     else:
         logits = heads.entity(data["image"][rows]).reshape(-1, 4, 3)
         loss = EntityLoss(torch.tensor([1.0, 2.0, 0.5]))(logits, data["entity_states"][rows])

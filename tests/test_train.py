@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -398,14 +399,18 @@ def test_config_errors_name_the_key(tiny, open_kg_dir, data_dir, tmp_path, capsy
         load_config(align.config_path("clip"), ["loss.clpi=0.5"])
     with pytest.raises(ValueError, match=r"train\.epochs: expected int, got 'abc'"):
         load_config(align.config_path("clip"), ["train.epochs=abc"])
-    for overrides in (["loss.entity_region=3"], ["model.decoder.region_gamma=0"]):  # kad: no region maps; medkg: no γ
-        with pytest.raises(ValueError, match="go together"):
-            load_config(align.config_path("kad" if overrides[0].startswith("loss") else "medkg"), overrides)
+    for name, overrides, message in (
+            ("kad", ["loss.entity_region=3"], "go together"),  # a decoder without region maps
+            ("medkg", ["model.decoder.region_gamma=0"], "go together"),  # region maps without their loss
+            ("medkg", ["model.decoder.region_gamma=.inf"], "finite"),
+            ("medkg", ["loss.entity_image=0", "loss.entity_text=0"], "decoder's present / absent scores stay untrained")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_config(align.config_path(name), overrides)
     for item, message in (("loss.clpi=0.5", "unknown key 'loss.clpi'; did you mean 'loss.clip'?"),
                           ("train.epochs=abc", "train.epochs: expected int, got 'abc'"),
                           ("loss.gloria_gamma=[1,2]", "loss.gloria_gamma: three values"),
                           ("train=3", "train: expected a mapping"),
-                          ("loss.entity_region=3", "loss.entity_region and model.decoder.region_gamma go together"),
+                          ("loss.entity_region=3", "loss.entity_region needs model.decoder"),
                           ("trainepochs", "--set expects key=value")):
         assert main(cli_args("clip", tmp_path / "bad", data_dir, [item])) == 2, item
         err = capsys.readouterr().err

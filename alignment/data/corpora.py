@@ -65,7 +65,8 @@ def read_nih_cxr14(root: Path, problems: ProblemLog) -> Corpus:
     boxed images (`Data_Entry_2017.csv` + `images/`). Its 14 labels are exhaustive (a finding not listed is
     ABSENT, "No Finding" = all 14 ABSENT); each image is its own study, without a report."""
     root = _required(root)
-    table = _first(root, ("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv"), "NIH ChestX-ray14 label table")
+    # NIH's 2020 revision of the table first, when both are there
+    table = _first(root, ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv"), "NIH ChestX-ray14 label table")
     folders = _nih_image_folders(root)
     files = {file.name: file for folder in folders for file in _entries(folder, None, directories=False)}
     images = _Images(problems)

@@ -101,14 +101,15 @@ class EntityDecoder(nn.Module):
         return self._region_attention(self.query_mlp(queries), self.memory_norm(self.memory_proj(memory)), padding)
 
     def _region_attention(self, queries: Tensor, memory: Tensor, padding: Tensor | None) -> tuple[Tensor, Tensor]:
-        q = F.normalize(queries, dim=-1)
-        if q.ndim == 2:
-            q = q.unsqueeze(0).expand(memory.shape[0], -1, -1)
-        logits = self.config.region_gamma * torch.einsum("bkd,bnd->bkn", q, F.normalize(memory, dim=-1))
-        if padding is not None:
-            logits = logits.masked_fill(padding[:, None, :], float("-inf"))
-        attention = logits.softmax(-1)
-        return attention, (F.normalize(torch.bmm(attention, memory), dim=-1) * q).sum(-1)
+        with full_precision(memory):  # cosines scaled by γ, then by the loss's τ: bf16's 3 digits would show
+            q, memory = F.normalize(queries.float(), dim=-1), memory.float()
+            if q.ndim == 2:
+                q = q.unsqueeze(0).expand(memory.shape[0], -1, -1)
+            logits = self.config.region_gamma * torch.einsum("bkd,bnd->bkn", q, F.normalize(memory, dim=-1))
+            if padding is not None:
+                logits = logits.masked_fill(padding[:, None, :], float("-inf"))
+            attention = logits.softmax(-1)
+            return attention, (F.normalize(torch.bmm(attention, memory), dim=-1) * q).sum(-1)
 
 
 class _DecoderLayer(nn.Module):
