@@ -9,12 +9,13 @@ ones.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from encoders.image import ImageEncoderConfig
 from encoders.transforms import ImageTransformConfig
+from kg.errors import DamagedFileError
 
 from .losses.kad import EntityDecoderConfig
 from .settings import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
@@ -184,11 +185,15 @@ class AlignConfig:
 VERSION_KEY = "medkg_version"  # the medkg version stamped on a run's config.yaml: a record, not a setting
 
 
-def load_config(path: Path | None = None, overrides: list[str] | None = None) -> AlignConfig:
+def load_config(path: Path | None = None, overrides: list[str] | None = None, *, whole: bool = False) -> AlignConfig:
     """The config in `path` (YAML; None: the defaults) with `key.sub=value` overrides applied. A run's own
     config.yaml is one too (its version stamp is dropped), so a run is repeated with another seed by
-    `medkg train --config RUN/config.yaml --set train.seed=1`."""
+    `medkg train --config RUN/config.yaml --set train.seed=1`. With `whole` (reading a run's config.yaml), a file
+    without all of its sections (empty, cut short, or some other file) is damaged, not read as the defaults."""
     values = load_yaml(path) if path is not None else {}
+    missing = [f.name for f in fields(AlignConfig) if f.name not in values] if whole else []
+    if missing:
+        raise DamagedFileError(f"{path} is not a whole run config ({', '.join(missing)} missing); train the run again")
     values.pop(VERSION_KEY, None)
     values = apply_overrides(values, overrides or [])
     where = f"{path}: " if path is not None else ""

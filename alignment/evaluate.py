@@ -29,7 +29,7 @@ import csv
 import json
 import logging
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from encoders.transforms import ImageTransform
 from kg.atomic import atomic_open
-from kg.errors import DamagedFileError, InputError, MissingInputError
+from kg.errors import InputError, MissingInputError
 from kg.problems import ProblemLog
 
 from . import localization, probe, retrieval, zeroshot
@@ -54,7 +54,6 @@ from .dataset import SPLITS, TrainingData, prepare_data
 from .knowledge import ensure_assets
 from .model import AlignmentModel
 from .prompts import LabelPrompts, class_vectors, entity_rows, label_prompts
-from .settings import load_yaml
 from .states import ABSENT, PRESENT, UNKNOWN
 from .train import CONFIG_FILE, MODEL_DIR
 
@@ -67,15 +66,11 @@ EVAL_SPLITS = (*SPLITS, "all")
 
 
 def run_config(run: Path) -> AlignConfig:
-    """The config a run trained with; a config.yaml without all of its sections (empty, cut short, or some other
-    file) is damaged, not read as the defaults."""
+    """The config a run trained with (a damaged config.yaml is named as such: `load_config`'s `whole`)."""
     path = Path(run) / CONFIG_FILE
     if not path.exists():
         raise MissingInputError(f"{run} is not a training run (no {CONFIG_FILE})")
-    missing = [f.name for f in fields(AlignConfig) if f.name not in load_yaml(path)]
-    if missing:
-        raise DamagedFileError(f"{path} is not a whole run config ({', '.join(missing)} missing); train the run again")
-    return load_config(path)
+    return load_config(path, whole=True)
 
 
 def zero_shot(run: Path, data_dir: Path, cache_dir: Path, split: str = "test", device: str = "cpu",

@@ -21,8 +21,9 @@ file and a map upsampled to the file's size lies on it.
   without training boxes uses the centre).
   Each baseline is averaged per finding, then over findings, like the model's accuracy.
 - `shared_peaks`: whether the maps tell findings apart at all. A decoder whose entity queries all attend alike
-  draws one map per image whatever the finding (measured on the shared data: the entity decoders of kad and medkg,
-  0.93 and 0.97 of pairs; word–region maps 0.10-0.21); its pointing game then only says where that one map lies.
+  draws one map per image whatever the finding (measured on the shared data: kad's decoder cross-attention, 0.93 of
+  pairs, medkg's before its entity-region maps 0.97; those maps 0.15-0.18, word–region maps 0.10-0.21); its pointing
+  game then only says where that one map lies.
   The share of pairs of findings whose maps have their highest region in common (the first of exact ties), per
   image, averaged: 1 is one map for all findings. It compares grid regions, not the upsampled peaks above.
 Boxes are for evaluation only: nothing here trains on them but the prior baseline, and it reads the training split.
